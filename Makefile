@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rsforge-installed
+PACKAGES := packages/core packages/encoders packages/bridges packages/decoders packages/heads \
+            packages/rewards services/train services/serve
+PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+# torch and torchvision are pinned as a pair: the mirror's 2.14.1/0.29.1 wheels work together.
+$(STAMP): $(PYPROJECTS) Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet pytest ruff openai hatchling editables
+	$(PY) -m pip install --quiet $(addprefix -e ,$(PACKAGES))
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/rsforge run recipes/demo.yaml --out runs/demo
+
+test: install
+	RSFORGE_STRICT_PLUGINS=1 $(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf runs data .pytest_cache

@@ -1,0 +1,1 @@
+"""Bridges for rsforge: fuse the two dates and project visual tokens to the decoder's width."""

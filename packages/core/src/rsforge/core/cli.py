@@ -1,0 +1,111 @@
+"""The `rsforge` command. Kernel sub-commands live here; services add theirs via `register_commands`.
+
+Every handler is `func(args) -> exit code`; `args.plugins` is the command's PluginManager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rsforge.core import __version__
+from rsforge.core.errors import AssemblyError, PluginError, RecipeError
+from rsforge.core.plugins import PluginManager
+from rsforge.core.registry import KINDS
+
+
+def _plugins_command(args) -> int:
+    plugins, registry = args.plugins, args.plugins.registry
+    for kind in KINDS:
+        names = registry.names(kind)
+        if not names:
+            continue
+        print(f"{kind}s:")
+        for name in names:
+            spec = registry.parts[kind][name]
+            print(f"  {name:<20} {spec.distribution:<18} {spec.description}")
+    for failure in plugins.failures:
+        print(f"FAILED plugin '{failure.name}' ({failure.distribution}): {failure.error}", file=sys.stderr)
+        if args.verbose:
+            print(failure.traceback, file=sys.stderr)
+    return 0
+
+
+def _human(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def _recipe_check_command(args) -> int:
+    from rsforge.core.assembler import assemble
+    from rsforge.core.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.plugins.registry)
+    model = assemble(recipe, args.plugins, device=args.device)
+    rows = model.parameter_counts()
+    print(f"recipe {args.recipe}: '{recipe.name}' assembles on {args.device}")
+    print(f"  {'part':<12} {'name':<18} {'params':>10} {'trainable':>10}")
+    for path, name, total, trainable in rows:
+        print(f"  {path:<12} {name:<18} {_human(total):>10} {_human(trainable):>10}")
+    total = sum(r[2] for r in rows)
+    trainable = sum(r[3] for r in rows)
+    print(f"  {'total':<12} {'':<18} {_human(total):>10} {_human(trainable):>10}")
+    return 0
+
+
+def _data_synth_command(args) -> int:
+    from rsforge.core.data.synth import generate
+
+    generate(args.out, n=args.n, seed=args.seed, size=args.size)
+    print(f"wrote {args.n} synthetic pairs to {args.out}")
+    return 0
+
+
+def build_parser(plugins: PluginManager) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rsforge", description="Remote-sensing vision-language models from parts that snap together."
+    )
+    parser.add_argument("--version", action="version", version=f"rsforge-core {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed parts and plugins that failed to load")
+    p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failed plugins")
+    p.set_defaults(func=_plugins_command)
+
+    recipe = sub.add_parser("recipe", help="work with recipes").add_subparsers(dest="recipe_command", metavar="ACTION")
+    p = recipe.add_parser("check", help="validate a recipe, assemble it and print parameter counts per part")
+    p.add_argument("recipe", help="path to a recipe YAML file")
+    p.add_argument("--device", default="meta", help="device to assemble on (default: meta, no weights)")
+    p.set_defaults(func=_recipe_check_command)
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", metavar="ACTION")
+    p = data.add_parser("synth", help="write a synthetic bi-temporal dataset (LEVIR-CD folders + LEVIR-CC JSON)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--n", type=int, default=600, help="number of before/after pairs (default 600)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    p.set_defaults(func=_data_synth_command)
+
+    plugins.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    plugins = PluginManager()
+    try:
+        parser = build_parser(plugins)
+        args = parser.parse_args(argv)
+        if not hasattr(args, "func"):
+            parser.print_help()
+            return 0
+        args.plugins = plugins
+        return int(args.func(args) or 0)
+    except (RecipeError, AssemblyError, PluginError, FileNotFoundError, ValueError) as exc:
+        print(f"rsforge: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

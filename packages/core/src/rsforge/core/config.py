@@ -1,0 +1,52 @@
+"""Typed part configs. Every part's config derives from `PartConfig`; unknown keys are errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict
+
+
+class PartConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str
+
+    def prepare(self, corpus: Iterable[str]) -> Self:
+        """Return a config completed from the training texts (a part that learns a vocabulary
+        does it here, so the saved recipe fully describes the part). Default: unchanged."""
+        return self
+
+
+class EncoderConfig(PartConfig):
+    """Encoders read images of `image_size` pixels, already scaled to [0, 1]; they normalise."""
+
+    image_size: int = 224
+
+
+class BridgeConfig(PartConfig):
+    """`in_dim` / `out_dim` may be left out: the assembler fills them from the neighbours
+    (the upstream part's width, and for the last bridge the decoder's hidden size)."""
+
+    in_dim: int | None = None
+    out_dim: int | None = None
+
+
+class DecoderConfig(PartConfig):
+    pass
+
+
+class HeadConfig(PartConfig):
+    """`in_channels` (per encoder map) is filled by the assembler; `weight` scales the head's loss."""
+
+    in_channels: list[int] | None = None
+    weight: float = 1.0
+
+
+class RewardConfig(PartConfig):
+    weight: float = 1.0
+
+
+class DatasetConfig(PartConfig):
+    pass

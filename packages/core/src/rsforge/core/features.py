@@ -1,0 +1,88 @@
+"""What flows between parts, and the small interfaces each kind of part implements.
+
+Shapes: `T` is the number of images per sample (2 for a before/after pair, 1 for a single image
+or after a bridge fused the two dates). Encoders see `(B*T, 3, H, W)` and return per-image
+features; the model container folds them back to `(B, T, ...)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from rsforge.core.data.schema import Turn
+
+
+@dataclass
+class VisualFeatures:
+    """tokens: (B, T, N, D); maps: per scale (B, T, C_i, H_i, W_i)."""
+
+    tokens: torch.Tensor
+    maps: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def dim(self) -> int:
+        return self.tokens.shape[-1]
+
+    @property
+    def num_images(self) -> int:
+        return self.tokens.shape[1]
+
+
+class Encoder(nn.Module):
+    """images (B, 3, H, W) in [0, 1] -> tokens (B, N, D) and maps [(B, C_i, H_i, W_i)]."""
+
+    out_dim: int
+    map_channels: list[int]
+    image_size: int
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
+
+
+class Bridge(nn.Module):
+    """VisualFeatures -> VisualFeatures. `bitemporal` bridges read both dates and fuse them (T: 2 -> 1)."""
+
+    in_dim: int
+    out_dim: int
+    bitemporal: bool = False
+
+    def forward(self, features: VisualFeatures) -> VisualFeatures:
+        raise NotImplementedError
+
+
+class Decoder(nn.Module):
+    """A language model that reads visual tokens (B, N, hidden_size) followed by a conversation."""
+
+    hidden_size: int
+
+    def forward(self, visual: torch.Tensor, conversations: list[list[Turn]]) -> torch.Tensor:
+        """Mean cross-entropy over assistant tokens only."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(
+        self,
+        visual: torch.Tensor,
+        conversations: list[list[Turn]],
+        *,
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> list[str]:
+        raise NotImplementedError
+
+    def save_extras(self, directory) -> None:
+        """Write files the part needs besides its weights (a tokenizer, say)."""
+
+
+class Head(nn.Module):
+    """Reads the encoder's maps of both dates -> logits (B, K, H, W) at image resolution."""
+
+    def forward(self, features: VisualFeatures, image_size: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

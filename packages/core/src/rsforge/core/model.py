@@ -1,0 +1,167 @@
+"""RSForgeModel: the container that runs encoder -> bridges -> decoder, and heads beside them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from rsforge.core.atomic import atomic_dir
+from rsforge.core.data.schema import Turn
+from rsforge.core.features import VisualFeatures
+from rsforge.core.plugins import PluginManager
+from rsforge.core.recipe import Recipe, parse_recipe
+
+RECIPE_FILE = "recipe.yaml"
+WEIGHTS_FILE = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+class RSForgeModel(nn.Module):
+    def __init__(self, recipe: Recipe, *, encoder, bridges, decoder, heads) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.encoder = encoder
+        self.bridges = nn.ModuleList(bridges)
+        self.decoder = decoder
+        self.heads = nn.ModuleList(heads)
+
+    @property
+    def image_size(self) -> int:
+        return self.encoder.image_size
+
+    @property
+    def num_images(self) -> int:
+        two_dates = any(b.bitemporal for b in self.bridges) or len(self.heads) > 0
+        return 2 if two_dates else 1
+
+    @property
+    def max_context(self) -> int:
+        return self.decoder.max_context if self.decoder is not None else 0
+
+    def encode(self, images: torch.Tensor) -> VisualFeatures:
+        """images (B, T, 3, S, S) -> features with the dates kept apart as T."""
+        if images.dim() != 5 or images.shape[1] != self.num_images:
+            raise ValueError(
+                f"images must be (B, {self.num_images}, 3, {self.image_size}, {self.image_size}), "
+                f"got {tuple(images.shape)}"
+            )
+        b, t = images.shape[:2]
+        tokens, maps = self.encoder(images.flatten(0, 1))
+        return VisualFeatures(
+            tokens=tokens.unflatten(0, (b, t)), maps=[m.unflatten(0, (b, t)) for m in maps]
+        )
+
+    def visual_tokens(self, features: VisualFeatures) -> torch.Tensor:
+        for bridge in self.bridges:
+            features = bridge(features)
+        return features.tokens.flatten(1, 2)
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Training losses of a collated batch; `loss` is the weighted sum the optimiser steps on."""
+        features = self.encode(batch["images"])
+        losses: dict[str, torch.Tensor] = {}
+        total = features.tokens.new_zeros(())
+        if self.decoder is not None:
+            losses["lm"] = self.decoder(self.visual_tokens(features), batch["conversations"])
+            total = total + self.recipe.train.lm_loss_weight * losses["lm"]
+        masks = batch.get("masks")
+        for head, config in zip(self.heads, self.recipe.heads, strict=True):
+            if masks is None:
+                continue
+            valid = batch["mask_valid"]
+            if not bool(valid.any()):
+                continue
+            logits = head(features, self.image_size)
+            loss = head.loss(logits[valid], masks[valid])
+            losses[f"mask_{config.name}"] = loss
+            total = total + config.weight * loss
+        losses["loss"] = total
+        return losses
+
+    @torch.no_grad()
+    def generate(
+        self,
+        images: torch.Tensor,
+        conversations: list[list[Turn]],
+        *,
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> list[str]:
+        if self.decoder is None:
+            raise ValueError(f"model '{self.recipe.name}' has no decoder, so it cannot answer in text")
+        visual = self.visual_tokens(self.encode(images))
+        return self.decoder.generate(
+            visual, conversations, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p
+        )
+
+    @torch.no_grad()
+    def mask_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 2, 3, S, S) -> logits (B, K, S, S) of the first head."""
+        if len(self.heads) == 0:
+            raise ValueError(f"model '{self.recipe.name}' has no mask head")
+        return self.heads[0](self.encode(images), self.image_size)
+
+    @torch.no_grad()
+    def predict_mask(self, before: torch.Tensor, after: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+        """before, after (B, 3, S, S) -> bool change mask (B, S, S) (binary) or class ids (K > 1)."""
+        logits = self.mask_logits(torch.stack([before, after], dim=1))
+        if logits.shape[1] == 1:
+            return logits[:, 0].sigmoid() > threshold
+        return logits.argmax(dim=1)
+
+    def parameter_counts(self) -> list[tuple[str, str, int, int]]:
+        """(part path, part name, total, trainable) for each part."""
+        rows = [("encoder", self.recipe.encoder.name, self.encoder)]
+        rows += [(f"bridges[{i}]", c.name, m) for i, (c, m) in enumerate(zip(self.recipe.bridges, self.bridges))]
+        if self.decoder is not None:
+            rows.append(("decoder", self.recipe.decoder.name, self.decoder))
+        rows += [(f"heads[{i}]", c.name, m) for i, (c, m) in enumerate(zip(self.recipe.heads, self.heads))]
+        return [
+            (path, name, sum(p.numel() for p in m.parameters()),
+             sum(p.numel() for p in m.parameters() if p.requires_grad))
+            for path, name, m in rows
+        ]
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write `recipe.yaml` + `model.safetensors`, atomically (a crash leaves the old copy whole)."""
+        directory = Path(directory)
+        with atomic_dir(directory) as tmp:
+            (tmp / RECIPE_FILE).write_text(self.recipe.to_yaml())
+            save_model(self, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "rsforge": "1"})
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, *, plugins: PluginManager | None = None, device: str | torch.device = "cpu"
+    ) -> RSForgeModel:
+        from rsforge.core.assembler import assemble
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{directory}: not a model directory")
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+            if pickles:
+                raise ValueError(
+                    f"{directory}: refusing to load pickled weights {pickles} (they can run arbitrary code); "
+                    f"convert them to {WEIGHTS_FILE}"
+                )
+            raise FileNotFoundError(f"{weights}: missing; a saved rsforge model has {RECIPE_FILE} + {WEIGHTS_FILE}")
+        recipe_path = directory / RECIPE_FILE
+        if not recipe_path.is_file():
+            raise FileNotFoundError(f"{recipe_path}: missing")
+        plugins = plugins or PluginManager()
+        recipe = parse_recipe(yaml.safe_load(recipe_path.read_text()), plugins.registry, source=str(recipe_path))
+        model = assemble(recipe, plugins)
+        missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
+        if missing or unexpected:
+            raise ValueError(
+                f"{weights} does not fit the recipe: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
+        return model.to(device).eval()

@@ -1,0 +1,169 @@
+"""Recipe: one YAML file = one model (+ its data and training). Validated before anything is built.
+
+Errors carry the recipe path of the bad value, e.g. `bridges[1].num_queries: Input should be a
+valid integer` or `encoder.name: unknown encoder 'vit'; known encoders: timm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rsforge.core.config import PartConfig
+from rsforge.core.errors import RecipeError
+from rsforge.core.registry import Registry
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float | None = 1.0
+    lm_loss_weight: float = 1.0
+    seed: int = 0
+    num_workers: int = Field(1, ge=1, description="Ray Train workers")
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = each epoch")
+    max_failures: int = Field(0, ge=-1)
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    split: Literal["val", "test"] = "test"
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(24, ge=1)
+    panels: int = Field(4, ge=0, description="before/after/mask panels written to the report")
+
+
+SINGLE_PARTS = {"encoder": "encoder", "decoder": "decoder", "data": "dataset"}
+LIST_PARTS = {"bridges": "bridge", "heads": "head", "rewards": "reward"}
+
+
+class Recipe(BaseModel):
+    """A validated recipe; part sections hold instances of each part's own config class."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str = "model"
+    encoder: PartConfig
+    bridges: list[PartConfig] = []
+    decoder: PartConfig | None = None
+    heads: list[PartConfig] = []
+    rewards: list[PartConfig] = []
+    data: PartConfig | None = None
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    source: str | None = Field(None, exclude=True, description="file the recipe came from")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        for key in ("encoder", "decoder", "data"):
+            part = getattr(self, key)
+            if part is not None:
+                out[key] = part.model_dump(mode="json")
+        for key in LIST_PARTS:
+            parts = getattr(self, key)
+            if parts:
+                out[key] = [p.model_dump(mode="json") for p in parts]
+        out["train"] = self.train.model_dump(mode="json")
+        out["eval"] = self.eval.model_dump(mode="json")
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def prepared(self, corpus: Iterable[str]) -> Recipe:
+        texts = list(corpus)
+        update: dict[str, Any] = {
+            "encoder": self.encoder.prepare(texts),
+            "bridges": [b.prepare(texts) for b in self.bridges],
+            "heads": [h.prepare(texts) for h in self.heads],
+        }
+        if self.decoder is not None:
+            update["decoder"] = self.decoder.prepare(texts)
+        return self.model_copy(update=update)
+
+
+def _format_loc(prefix: str, loc: tuple) -> str:
+    path = prefix
+    for item in loc:
+        path += f"[{item}]" if isinstance(item, int) else (f".{item}" if path else str(item))
+    return path
+
+
+def _validate_part(registry: Registry, kind: str, raw: Any, path: str) -> PartConfig:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: expected a mapping with a 'name' key, got {type(raw).__name__}")
+    if "name" not in raw:
+        raise RecipeError(f"{path}.name: missing; every part needs the name of a registered {kind}")
+    spec = registry.get(kind, raw["name"], path=f"{path}.name")
+    try:
+        return spec.config.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError(_validation_message(exc, path)) from None
+
+
+def _validation_message(exc: ValidationError, path: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = _format_loc(path, err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key")
+        else:
+            lines.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def parse_recipe(raw: Any, registry: Registry, *, source: str | None = None) -> Recipe:
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{source or 'recipe'}: the top level must be a mapping")
+    known = {"name", "train", "eval", *SINGLE_PARTS, *LIST_PARTS}
+    for key in raw:
+        if key not in known:
+            raise RecipeError(f"{key}: unknown top-level key; known keys: {', '.join(sorted(known))}")
+    if "encoder" not in raw:
+        raise RecipeError("encoder: missing; a recipe needs an encoder")
+    values: dict[str, Any] = {"source": source}
+    if "name" in raw:
+        values["name"] = raw["name"]
+    for key, kind in SINGLE_PARTS.items():
+        if raw.get(key) is not None:
+            values[key] = _validate_part(registry, kind, raw[key], key)
+    for key, kind in LIST_PARTS.items():
+        items = raw.get(key) or []
+        if not isinstance(items, list):
+            raise RecipeError(f"{key}: expected a list of parts, got {type(items).__name__}")
+        values[key] = [_validate_part(registry, kind, item, f"{key}[{i}]") for i, item in enumerate(items)]
+    for key, model in (("train", TrainConfig), ("eval", EvalConfig)):
+        if raw.get(key) is not None:
+            try:
+                values[key] = model.model_validate(raw[key])
+            except ValidationError as exc:
+                raise RecipeError(_validation_message(exc, key)) from None
+    return Recipe(**values)
+
+
+def load_recipe(path: str | Path, registry: Registry) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return parse_recipe(raw, registry, source=str(path))
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from None

@@ -1,0 +1,1 @@
+"""Language-model decoders for rsforge: Hugging Face causal LMs reading visual tokens."""

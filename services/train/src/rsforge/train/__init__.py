@@ -1,0 +1,1 @@
+"""Ray Train jobs for rsforge: `rsforge train RECIPE` and `rsforge run RECIPE`."""

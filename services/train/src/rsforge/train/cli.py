@@ -1,0 +1,61 @@
+"""`rsforge train` and `rsforge run`: the one way to train a recipe, locally or on a Ray cluster."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def _add_common(parser) -> None:
+    parser.add_argument("recipe", help="recipe YAML file")
+    parser.add_argument("--out", help="run directory (default: runs/<recipe name>-<time>)")
+    parser.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    parser.add_argument("--workers", type=int, help="number of Ray Train workers (overrides train.num_workers)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per worker (overrides train.use_gpu)")
+
+
+def add_commands(cli) -> None:
+    p = cli.add_parser(
+        "train", help="train a recipe with Ray Train, save it and evaluate it on the val split",
+        description="Train RECIPE with Ray Train (local Ray by default, --address for a cluster).",
+    )
+    _add_common(p)
+    p.set_defaults(func=execute, baseline=False, split="val")
+    p = cli.add_parser(
+        "run", help="synthesize/read data, train, evaluate on the test split against a baseline, write a report",
+        description="Run RECIPE end to end: data, Ray Train, evaluation against the trivial baseline, report.",
+    )
+    _add_common(p)
+    p.set_defaults(func=execute, baseline=True, split=None)
+
+
+def execute(args) -> int:
+    from rsforge.core.recipe import load_recipe
+    from rsforge.train.pipeline import run_recipe
+    from rsforge.train.report import format_table, headline_rows
+
+    recipe = load_recipe(args.recipe, args.plugins.registry)
+    overrides = {}
+    if args.workers:
+        overrides["num_workers"] = args.workers
+    if args.gpu:
+        overrides["use_gpu"] = True
+    if overrides:
+        recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update=overrides)})
+    run_dir = Path(args.out or f"runs/{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    started = time.perf_counter()
+    outcome = run_recipe(recipe, run_dir, plugins=args.plugins, split=args.split, baseline=args.baseline,
+                         address=args.address)
+    total = time.perf_counter() - started
+    print()
+    if outcome.baseline:
+        print(f"{'metric':<22} {'model':>8} {'baseline':>9}")
+        for name, value, base in headline_rows(outcome.metrics, outcome.baseline):
+            flag = "" if value > base else "  <- not above baseline"
+            print(f"{name:<22} {value:>8.4f} {base:>9.4f}{flag}")
+    else:
+        print(format_table(outcome.metrics, None))
+    print(f"\nmodel:  {outcome.model_dir}\nreport: {outcome.report_dir}\ntime:   {total:.0f} s "
+          + "(" + ", ".join(f"{k} {v:.0f} s" for k, v in outcome.seconds.items()) + ")")
+    return 0
+

@@ -1,0 +1,99 @@
+"""The report folder of a run: metrics JSON, a markdown summary, a loss curve, before/after/mask panels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from rsforge.core.atomic import atomic_write_text  # noqa: E402
+from rsforge.core.data.images import load_image, load_mask  # noqa: E402
+from rsforge.core.data.schema import Sample  # noqa: E402
+
+HEADLINE = [("captions/all", "BLEU-4"), ("captions/all", "METEOR"), ("captions/all", "ROUGE-L"),
+            ("captions/all", "CIDEr"), ("mask", "f1"), ("mask", "iou")]
+
+
+def comparison_rows(model: dict, baseline: dict | None) -> list[tuple[str, float, float | None]]:
+    rows = []
+    for group, metrics in model.items():
+        for key, value in metrics.items():
+            base = baseline.get(group, {}).get(key) if baseline else None
+            rows.append((f"{group}/{key}", value, base))
+    return rows
+
+
+def format_table(model: dict, baseline: dict | None) -> str:
+    lines = ["| metric | model | baseline |", "|---|---:|---:|"] if baseline else ["| metric | model |", "|---|---:|"]
+    for name, value, base in comparison_rows(model, baseline):
+        lines.append(f"| {name} | {value:.4f} | {base:.4f} |" if baseline else f"| {name} | {value:.4f} |")
+    return "\n".join(lines)
+
+
+def headline_rows(model: dict, baseline: dict) -> list[tuple[str, float, float]]:
+    return [(f"{key} ({group.split('/')[0]})", model[group][key], baseline[group][key])
+            for group, key in HEADLINE if group in model and key in model[group]]
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    keys = [k for k in history[0] if k not in ("step", "epoch", "lr")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [h["step"] for h in history]
+    for key in keys:
+        ax.plot(steps, [h[key] for h in history], label=key, linewidth=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("training loss (rank 0)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_panels(model, samples: list[Sample], predictions: dict[str, str], path: Path) -> None:
+    """One row per sample: before | after | reference mask | predicted mask, captions as titles."""
+    fig, axes = plt.subplots(len(samples), 4, figsize=(12, 3.2 * len(samples)), squeeze=False)
+    size = model.image_size
+    for row, sample in zip(axes, samples, strict=True):
+        before, after = (load_image(p, size) for p in sample.images)
+        with torch.no_grad():
+            pred = model.predict_mask(before[None], after[None])[0].float()
+        panels = [before.permute(1, 2, 0), after.permute(1, 2, 0),
+                  load_mask(sample.mask, size) if sample.mask else torch.zeros(size, size), pred]
+        titles = ["before", "after", "reference mask", "predicted mask"]
+        for ax, image, title in zip(row, panels, titles, strict=True):
+            ax.imshow(image.numpy(), cmap="gray" if image.dim() == 2 else None, vmin=0, vmax=1)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        row[0].text(0, size * 1.18, f"model: {predictions.get(sample.id, '')}", fontsize=8)
+        row[2].text(0, size * 1.18, f"reference: {sample.references[0] if sample.references else ''}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(
+    out: Path, *, recipe_name: str, split: str, model_metrics: dict, baseline_metrics: dict | None,
+    history: list[dict], predictions: list[dict], model, panel_samples: list[Sample], seconds: dict[str, float],
+) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"recipe": recipe_name, "split": split, "model": model_metrics, "baseline": baseline_metrics,
+               "seconds": seconds}
+    atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2))
+    atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
+    plot_losses(history, out / "loss_curve.png")
+    if panel_samples and len(model.heads):
+        plot_panels(model, panel_samples, {p["id"]: p["prediction"] for p in predictions}, out / "panels.png")
+    summary = [f"# {recipe_name}: evaluation on the {split} split", "",
+               "Baseline: the most frequent training caption for every pair, and an all-zero mask." if baseline_metrics
+               else "", "", format_table(model_metrics, baseline_metrics), "",
+               "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), "",
+               "![loss curve](loss_curve.png)", "", "![panels](panels.png)" if panel_samples else ""]
+    atomic_write_text(out / "summary.md", "\n".join(summary) + "\n")
+    return out
