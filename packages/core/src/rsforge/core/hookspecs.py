@@ -2,10 +2,13 @@
 
 Every `register_*` hook receives a `register` callable and calls it once per part:
 
-    register("timm_vit", factory="rsforge.encoders.timm_vit:TimmEncoder", config=TimmEncoderConfig)
+    register("timm", factory="rsforge.encoders.timm_encoder:TimmEncoder", config=TimmEncoderConfig,
+             description="any timm backbone", example={"model_name": "resnet18", "image_size": 32})
 
 `factory` is an import string, so registering a part imports neither torch nor its backend; the
-factory is imported only when a recipe builds the part. Hooks take keyword arguments only, so a
+factory is imported only when a recipe builds the part. `example` is a tiny config: the contract
+test builds every registered part from it (forward, backward, save/load), so a new part is
+covered the day it is registered. Hooks take keyword arguments only, so a
 spec can grow new arguments without breaking existing plugins.
 """
 

@@ -102,8 +102,8 @@ class PluginManager:
             for impl in caller.get_hookimpls():
                 dist = self.distributions.get(impl.plugin_name, impl.plugin_name)
 
-                def register(name, *, factory, config, description="", _kind=kind, _dist=dist):
-                    registry.add(PartSpec(_kind, name, factory, config, _dist, description))
+                def register(name, *, factory, config, description="", example=None, _kind=kind, _dist=dist):
+                    registry.add(PartSpec(_kind, name, factory, config, _dist, description, example))
 
                 try:
                     impl.function(register=register)

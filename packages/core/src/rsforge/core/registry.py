@@ -19,6 +19,7 @@ class PartSpec:
     config: type
     distribution: str
     description: str = ""
+    example: dict[str, Any] | None = None  # a tiny config the contract test builds the part from
 
     def load_factory(self) -> Any:
         module_name, _, attr = self.factory.partition(":")

@@ -62,6 +62,8 @@ class ChatDeployment:
         self.model = RSForgeModel.from_pretrained(model_dir, plugins=PluginManager())
         self.model.eval()
         self.name = name or self.model.recipe.name
+        if self.model.decoder is None:
+            raise ValueError(f"model '{self.name}' has no decoder, so it cannot answer chat completions")
         self.created = int(time.time())
         self.tokenizer = self.model.decoder.tokenizer
         # One generation at a time: concurrent torch calls on one model only fight over the same cores.
@@ -125,7 +127,9 @@ class ChatDeployment:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
 
-def build_app(model_dir: str | Path, *, name: str | None = None, num_cpus: float = DEFAULT_NUM_CPUS) -> Application:
+def build_app(
+    model_dir: str | Path, *, name: str | None = None, num_cpus: float = DEFAULT_NUM_CPUS
+) -> Application:
     """The bound Serve application for the saved model in `model_dir`, served as `name`
     (default: the recipe's name)."""
     path = Path(model_dir).expanduser().resolve()
@@ -181,7 +185,9 @@ def run(
         ray.init(address=address)
     serve.start(http_options={"host": host, "port": port})
     handle = serve.run(app, name=APP_NAME, route_prefix="/")
-    running = RunningApp(url=f"http://{host}:{port}/v1", info=handle.info.remote().result(), started_ray=started_ray)
+    running = RunningApp(
+        url=f"http://{host}:{port}/v1", info=handle.info.remote().result(), started_ray=started_ray
+    )
     if blocking:
         running.wait()
     return running

@@ -26,7 +26,10 @@ def add_serve_command(cli) -> None:
         help="Ray cluster address to deploy on (default: a new local Ray instance, or $RAY_ADDRESS)",
     )
     parser.add_argument(
-        "--num-cpus", type=float, default=0.0, help="CPUs reserved for the model replica (default: %(default)s)"
+        "--num-cpus",
+        type=float,
+        default=0.0,
+        help="CPUs reserved for the model replica (default: %(default)s)",
     )
     parser.set_defaults(func=serve_command)
 
@@ -67,8 +70,11 @@ def client_example(url: str, model: str, num_images: int) -> str:
         return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()
 
     client = OpenAI(base_url="{url}", api_key="unused")
-    reply = client.chat.completions.create(model="{model}", max_tokens=64, messages=[{{"role": "user", "content": [
+    content = [
         {{"type": "text", "text": "describe the changes"}},
-{images}    ]}}])
+{images}    ]
+    reply = client.chat.completions.create(
+        model="{model}", max_tokens=64, messages=[{{"role": "user", "content": content}}]
+    )
     print(reply.choices[0].message.content)
 """

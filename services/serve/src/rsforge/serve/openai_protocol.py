@@ -28,16 +28,37 @@ MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 # Ignored on purpose: they only tune sampling statistics or bookkeeping, never the meaning of the answer.
 _IGNORED_FIELDS = {
-    "frequency_penalty", "presence_penalty", "seed", "user", "metadata", "store", "logit_bias",
-    "service_tier", "parallel_tool_calls", "stream_options",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "user",
+    "metadata",
+    "store",
+    "logit_bias",
+    "service_tier",
+    "parallel_tool_calls",
+    "stream_options",
 }
 # Refused when set: silently dropping them would return something other than what was asked for.
 _UNSUPPORTED_FIELDS = {
-    "tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs", "stop",
-    "response_format", "modalities", "audio", "prediction", "reasoning_effort",
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "logprobs",
+    "top_logprobs",
+    "stop",
+    "response_format",
+    "modalities",
+    "audio",
+    "prediction",
+    "reasoning_effort",
 }
-_KNOWN_FIELDS = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n",
-                 "stream"} | _IGNORED_FIELDS | _UNSUPPORTED_FIELDS
+_KNOWN_FIELDS = (
+    {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stream"}
+    | _IGNORED_FIELDS
+    | _UNSUPPORTED_FIELDS
+)
 
 
 class APIError(Exception):
@@ -96,8 +117,10 @@ def parse_chat_request(body: Any, *, model_name: str, num_images: int, image_siz
         raise APIError(400, "'model' is required and must be a non-empty string", param="model")
     if model != model_name:
         raise APIError(
-            404, f"the model '{model}' does not exist; this server serves '{model_name}'",
-            param="model", code="model_not_found",
+            404,
+            f"the model '{model}' does not exist; this server serves '{model_name}'",
+            param="model",
+            code="model_not_found",
         )
     max_tokens = _max_tokens(body)
     temperature = _number(body, "temperature", DEFAULT_TEMPERATURE)
@@ -109,10 +132,11 @@ def parse_chat_request(body: Any, *, model_name: str, num_images: int, image_siz
 
     conversation, image_bytes = _parse_messages(body.get("messages"))
     if len(image_bytes) != num_images:
+        order = " (before, after)" if num_images == 2 else ""
         raise APIError(
             400,
-            f"this model reads {num_images} image(s) per conversation "
-            f"({'before, after' if num_images == 2 else 'one image'}), but the messages hold {len(image_bytes)}",
+            f"this model reads {_images(num_images)} per conversation{order}, "
+            f"but the messages hold {_images(len(image_bytes))}",
             param="messages",
         )
     images = [_decode_image(data, image_size, param) for param, data in image_bytes]
@@ -136,7 +160,9 @@ def _parse_messages(messages: Any) -> tuple[list[Turn], list[tuple[str, bytes]]]
             continue
         if role not in ("user", "assistant"):
             raise APIError(
-                400, f"{where}.role must be 'system', 'user' or 'assistant', got {role!r}", param=f"{where}.role"
+                400,
+                f"{where}.role must be 'system', 'user' or 'assistant', got {role!r}",
+                param=f"{where}.role",
             )
         text = _parse_content(message.get("content"), f"{where}.content", images, allow_images=role == "user")
         if turns and turns[-1].role == role:
@@ -148,7 +174,9 @@ def _parse_messages(messages: Any) -> tuple[list[Turn], list[tuple[str, bytes]]]
             turns.append(Turn(role, text))
     if messages[-1].get("role") != "user":
         raise APIError(
-            400, "the last message must be from the user (the model answers it)", param=f"messages[{len(messages) - 1}]"
+            400,
+            "the last message must be from the user (the model answers it)",
+            param=f"messages[{len(messages) - 1}]",
         )
     if turns[0].role != "user":
         raise APIError(400, "the conversation must start with a user message", param="messages")
@@ -160,7 +188,9 @@ def _parse_content(content: Any, where: str, images: list[tuple[str, bytes]], *,
         return content
     if not isinstance(content, list):
         raise APIError(
-            400, f"{where} must be a string or an array of content parts, got {_json_type(content)}", param=where
+            400,
+            f"{where} must be a string or an array of content parts, got {_json_type(content)}",
+            param=where,
         )
     texts: list[str] = []
     for j, part in enumerate(content):
@@ -188,29 +218,39 @@ def _image_url_bytes(image_url: Any, where: str) -> bytes:
     if url.startswith(("http://", "https://")):
         # No server-side fetching: it would let any client make this server request arbitrary hosts.
         raise APIError(
-            400, f"{where}.url: remote image URLs are not fetched; send the image inline as a data URL "
-            "('data:image/png;base64,...')", param=f"{where}.url", code="remote_image_url"
+            400,
+            f"{where}.url: remote image URLs are not fetched; send the image inline as a data URL "
+            "('data:image/png;base64,...')",
+            param=f"{where}.url",
+            code="remote_image_url",
         )
     header, comma, payload = url.partition(",")
     if not url.startswith("data:") or not comma:
         raise APIError(
-            400, f"{where}.url must be a data URL 'data:image/<format>;base64,<data>', got {_short(url)}",
+            400,
+            f"{where}.url must be a data URL 'data:image/<format>;base64,<data>', got {_short(url)}",
             param=f"{where}.url",
         )
-    media_type, *params = header[len("data:"):].split(";")
+    media_type, *params = header[len("data:") :].split(";")
     if not media_type.startswith("image/") or "base64" not in params:
         raise APIError(
-            400, f"{where}.url must be a base64 image data URL 'data:image/<format>;base64,...', got '{header}'",
+            400,
+            f"{where}.url must be a base64 image data URL 'data:image/<format>;base64,...', got '{header}'",
             param=f"{where}.url",
         )
     if len(payload) > MAX_IMAGE_BYTES * 4 // 3 + 4:
         raise APIError(
-            413, f"{where}.url: the image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB", param=f"{where}.url"
+            413,
+            f"{where}.url: the image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB",
+            param=f"{where}.url",
         )
     try:
-        return base64.b64decode(payload, validate=True)
+        # Whitespace is dropped first: some encoders wrap base64 at 76 columns.
+        return base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise APIError(400, f"{where}.url: the data URL is not valid base64 ({exc})", param=f"{where}.url") from None
+        raise APIError(
+            400, f"{where}.url: the data URL is not valid base64 ({exc})", param=f"{where}.url"
+        ) from None
 
 
 def _decode_image(data: bytes, image_size: int, where: str) -> torch.Tensor:
@@ -244,13 +284,17 @@ def _number(body: dict[str, Any], key: str, default: float, *, integer: bool = F
     return value
 
 
+def _images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
 def _json_type(value: Any) -> str:
     names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    text = json.dumps(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -280,4 +324,7 @@ def chat_completion(
 
 
 def model_list(model: str, created: int) -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": model, "object": "model", "created": created, "owned_by": "rsforge"}]}
+    return {
+        "object": "list",
+        "data": [{"id": model, "object": "model", "created": created, "owned_by": "rsforge"}],
+    }

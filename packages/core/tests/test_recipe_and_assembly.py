@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from rsforge.core.assembler import assemble
+from rsforge.core.errors import AssemblyError, RecipeError
+from rsforge.core.model import RSForgeModel
+from rsforge.core.recipe import load_recipe, parse_recipe
+
+from .toy_parts import make_input, toy_recipe
+
+
+def test_unknown_key_is_reported_with_its_recipe_path(toy_plugins):
+    raw = toy_recipe(bridges=[{"name": "toy_bridge"}, {"name": "toy_bridge", "num_querys": 3}])
+    with pytest.raises(RecipeError, match=r"bridges\[1\]\.num_querys: unknown key"):
+        parse_recipe(raw, toy_plugins.registry)
+
+
+def test_wrong_type_is_reported_with_its_recipe_path(toy_plugins):
+    raw = toy_recipe(bridges=[{"name": "toy_bridge"}, {"name": "toy_bridge", "num_queries": "many"}])
+    with pytest.raises(RecipeError, match=r"bridges\[1\]\.num_queries: Input should be a valid integer"):
+        parse_recipe(raw, toy_plugins.registry)
+
+
+def test_unknown_part_name_lists_the_known_ones(toy_plugins):
+    with pytest.raises(RecipeError, match=r"encoder\.name: unknown encoder 'vit'; known encoders: toy"):
+        parse_recipe(toy_recipe(encoder={"name": "vit"}), toy_plugins.registry)
+
+
+def test_unknown_top_level_key_and_missing_encoder(toy_plugins):
+    with pytest.raises(RecipeError, match="trian: unknown top-level key"):
+        parse_recipe(toy_recipe(trian={}), toy_plugins.registry)
+    with pytest.raises(RecipeError, match="encoder: missing"):
+        parse_recipe({"name": "x"}, toy_plugins.registry)
+    with pytest.raises(RecipeError, match=r"train\.epochs: Input should be greater than or equal to 1"):
+        parse_recipe(toy_recipe(train={"epochs": 0}), toy_plugins.registry)
+
+
+def test_recipe_file_errors_name_the_file(tmp_path, toy_plugins):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("encoder: {name: toy\n")
+    with pytest.raises(RecipeError, match="bad.yaml: not valid YAML"):
+        load_recipe(bad, toy_plugins.registry)
+    with pytest.raises(RecipeError, match="missing.yaml: recipe file not found"):
+        load_recipe(tmp_path / "missing.yaml", toy_plugins.registry)
+
+
+def test_assembler_fills_dims_and_names_both_parts_on_mismatch(toy_plugins):
+    recipe = parse_recipe(toy_recipe(), toy_plugins.registry)
+    model = assemble(recipe, toy_plugins)
+    assert [b.in_dim for b in model.bridges] == [8, 8] and model.bridges[1].out_dim == 6
+    assert model.recipe.bridges[0].in_dim == 8  # the resolved recipe is explicit
+
+    raw = toy_recipe(bridges=[{"name": "toy_bridge", "out_dim": 5}, {"name": "toy_bridge", "in_dim": 7}])
+    with pytest.raises(AssemblyError, match=r"bridges\[1\] \(toy_bridge\) expects in_dim=7, but "
+                                            r"bridges\[0\] \(toy_bridge\) outputs 5"):
+        assemble(parse_recipe(raw, toy_plugins.registry), toy_plugins)
+
+
+def test_meta_assembly_allocates_no_weights(toy_plugins):
+    model = assemble(parse_recipe(toy_recipe(), toy_plugins.registry), toy_plugins, device="meta")
+    assert all(p.is_meta for p in model.parameters())
+    assert sum(r[2] for r in model.parameter_counts()) == sum(p.numel() for p in model.parameters())
+
+
+def test_save_and_reload_is_bit_exact(tmp_path, toy_plugins):
+    torch.manual_seed(0)
+    model = assemble(parse_recipe(toy_recipe(), toy_plugins.registry), toy_plugins).eval()
+    model.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.safetensors", "recipe.yaml"]
+    torch.manual_seed(1)  # a different init, which the loaded weights must overwrite
+    again = RSForgeModel.from_pretrained(tmp_path / "m", plugins=toy_plugins)
+    x = make_input()
+    assert torch.equal(model.visual_tokens(model.encode(x)), again.visual_tokens(again.encode(x)))
+
+
+def test_failed_save_leaves_the_previous_copy_whole(tmp_path, toy_plugins, monkeypatch):
+    model = assemble(parse_recipe(toy_recipe(), toy_plugins.registry), toy_plugins)
+    model.save_pretrained(tmp_path / "m")
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("rsforge.core.model.save_model", boom)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp directory left behind
+
+
+def test_pickled_weights_are_refused(tmp_path, toy_plugins):
+    model = assemble(parse_recipe(toy_recipe(), toy_plugins.registry), toy_plugins)
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").unlink()
+    torch.save(model.state_dict(), tmp_path / "m" / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"refusing to load pickled weights \['pytorch_model.bin'\]"):
+        RSForgeModel.from_pretrained(tmp_path / "m", plugins=toy_plugins)
+
+
+def test_weights_that_do_not_fit_the_recipe_are_refused(tmp_path, toy_plugins):
+    model = assemble(parse_recipe(toy_recipe(), toy_plugins.registry), toy_plugins)
+    model.save_pretrained(tmp_path / "m")
+    recipe = (tmp_path / "m" / "recipe.yaml").read_text().replace("out_dim: 6", "out_dim: 7")
+    (tmp_path / "m" / "recipe.yaml").write_text(recipe)
+    with pytest.raises(Exception, match="bridges.1.proj.weight"):
+        RSForgeModel.from_pretrained(tmp_path / "m", plugins=toy_plugins)
+
+
+def test_wrong_image_shape_is_a_clear_error(toy_plugins):
+    model = assemble(parse_recipe(toy_recipe(), toy_plugins.registry), toy_plugins)
+    with pytest.raises(ValueError, match=r"images must be \(B, 1, 3, 16, 16\), got \(2, 3, 16, 16\)"):
+        model.encode(torch.rand(2, 3, 16, 16))
