@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,7 +14,9 @@ from rsforge.heads.losses import binary_mask_loss, multiclass_mask_loss
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    # GroupNorm, not BatchNorm: tiled inference runs one tile at a time and DDP needs no SyncBN.
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(math.gcd(8, cout), cout),
+                         nn.ReLU(inplace=True))
 
 
 class ChangeMaskHead(Head):
