@@ -4,6 +4,8 @@ import base64
 import copy
 import io
 import json
+import struct
+import zlib
 
 import pytest
 import torch
@@ -25,6 +27,16 @@ def png(color: tuple[int, int, int], side: int = 24) -> bytes:
 
 def data_url(raw: bytes, media_type: str = "image/png") -> str:
     return f"data:{media_type};base64,{base64.b64encode(raw).decode()}"
+
+
+def forged_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height` pixels: how a decompression bomb looks
+    to the server before it decodes anything."""
+    raw = bytearray(png((0, 0, 0), side=1))
+    ihdr = 8 + 8  # past the signature and the IHDR chunk's length and type
+    raw[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    raw[ihdr + 13 : ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(raw[ihdr - 4 : ihdr + 13])))
+    return bytes(raw)
 
 
 RED, BLUE = data_url(png((255, 0, 0))), data_url(png((0, 0, 255)))
@@ -154,18 +166,14 @@ BAD_REQUESTS = [
         "must be a string"),
     bad("image-url-string", content(TEXT, {"type": "image_url", "image_url": RED}, image_part(BLUE)), 400,
         "messages[0].content[1].image_url", "string 'url'"),
-    bad("remote-url", first_image("https://example.com/a.png"), 400, URL1,
-        "remote image URLs are not fetched"),
-    bad("file-url", first_image("file:///etc/passwd"), 400, URL1,
-        "must be a data URL"),
-    bad("text-data-url", first_image(data_url(b"hi", "text/plain")), 400, URL1,
-        "base64 image data URL"),
-    bad("no-base64-flag", first_image("data:image/png,abcd"), 400, URL1,
-        "base64 image data URL"),
-    bad("broken-base64", first_image("data:image/png;base64,@@not*base64"), 400,
-        URL1, "not valid base64"),
-    bad("not-an-image", first_image(data_url(b"hello, not a png")), 400, URL1,
-        "image"),
+    bad("remote-url", first_image("https://example.com/a.png"), 400, URL1, "remote image URLs are not"),
+    bad("file-url", first_image("file:///etc/passwd"), 400, URL1, "must be a data URL"),
+    bad("text-data-url", first_image(data_url(b"hi", "text/plain")), 400, URL1, "base64 image data URL"),
+    bad("no-base64-flag", first_image("data:image/png,abcd"), 400, URL1, "base64 image data URL"),
+    bad("broken-base64", first_image("data:image/png;base64,@@not*base64"), 400, URL1, "not valid base64"),
+    bad("not-an-image", first_image(data_url(b"hello, not a png")), 400, URL1, "not an image"),
+    bad("bomb", first_image(data_url(forged_png(20000, 20000))), 400, URL1, "decompression bomb"),
+    bad("too-many-pixels", first_image(data_url(forged_png(9000, 9000))), 400, URL1, "over the limit"),
     bad("one-image", content(TEXT, image_part(RED)), 400, "messages",
         "reads 2 images per conversation (before, after), but the messages hold 1 image"),
     bad("three-images", content(TEXT, image_part(RED), image_part(BLUE), image_part(RED)), 400, "messages",

@@ -2,12 +2,14 @@
 
 Per sample it equals pycocoevalcap's `Cider` (which is CIDEr-D: tf-idf n-gram vectors, candidate
 weights clipped at the reference's, Gaussian penalty on the length difference, mean over n-gram
-orders and references, x10) on the same whitespace-tokenized text. Instead of the reference's
-per-pair dict loops, every sentence of the batch becomes a flat array of word ids, every n-gram an
-integer id, and tf-idf vectors, norms and clipped dot products are sparse (sentence, n-gram) rows
-reduced with `np.unique` / `np.bincount` / `np.searchsorted`.
+orders and references, x10) on the same whitespace-tokenized text.
 
-Two quirks of the reference are kept on purpose so that scores match it:
+Instead of the reference's per-pair dict loops: all sentences of a batch are split in one call,
+words and n-grams become integer ids, and one sort of (image, n-gram, sentence) keys lines up every
+reference's n-gram with the same n-gram of its candidate, so tf-idf weights, norms and clipped dot
+products are a few `np.bincount`s.
+
+Two details of the reference are kept on purpose so that scores match it:
 - the "length" in the length penalty is the number of bigrams (words - 1, at least 0);
 - without `fit`, document frequencies and the log corpus size come from the references of the
   call itself (what `Cider().compute_score` does on that corpus).
@@ -15,7 +17,9 @@ Two quirks of the reference are kept on purpose so that scores match it:
 
 from __future__ import annotations
 
-from itertools import chain
+from collections import defaultdict
+from dataclasses import dataclass
+from itertools import chain, count
 from typing import Any
 
 import numpy as np
@@ -24,60 +28,87 @@ import torch
 from rsforge.rewards.configs import CiderDConfig
 
 
-def _encode(sentences: list[str], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Whitespace-split `sentences` into one flat array of word ids (new words are added to
-    `vocab`) and the number of words of each sentence."""
-    split = [s.split() for s in sentences]
-    lengths = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
-    words = np.fromiter(
-        (vocab.setdefault(w, len(vocab)) for w in chain.from_iterable(split)),
-        dtype=np.int64,
-        count=int(lengths.sum()),
-    )
-    return words, lengths
+def _tokenize(sentences: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Whitespace-split every sentence: the word ids of all words in order (T,), the number of words
+    of each sentence (S,), and the vocabulary (the word of each id)."""
+    # One split of the joined text is much cheaper than one per sentence. The separator token
+    # must not occur inside any sentence, so it is grown until it does not.
+    text = "\n".join(sentences)
+    sep = "\x00"
+    while sep in text:
+        sep += "\x00"
+    tokens = f" {sep} ".join(sentences).split()
+    # Ids in order of first appearance, assigned in C: a missing word gets the counter's next value.
+    vocab: defaultdict[str, int] = defaultdict(count().__next__)
+    ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    # The separator keeps an id of its own that no word position uses.
+    is_sep = ids == vocab.get(sep, -1)
+    lengths = np.diff(np.concatenate([[-1], np.flatnonzero(is_sep), [len(tokens)]])) - 1
+    return ids[~is_sep], lengths, list(vocab)
 
 
 def _ngram_ids(
-    words: np.ndarray, ends: np.ndarray, n: int, vocab_size: int, tables: list[np.ndarray] | None = None
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """For each order k = 1..n, the id of the k-gram that starts at each position (-1 where it would
-    run past the end of its sentence) and the sorted keys that define those ids (id = index in keys).
+    words: np.ndarray, lengths: np.ndarray, n: int, vocab_size: int
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """For each order k = 1..n: the positions where a k-gram starts inside one sentence, the k-gram's
+    compact id there, and the sorted keys that define those ids (id = index in keys).
 
-    A k-gram's key is `id of its (k-1)-gram prefix * vocab_size + last word`, so keys stay far below
-    int64 limits whatever the vocabulary. Without `tables` the keys are built from `words`; with
-    `tables` (keys from `fit`) ids are looked up in them, and words >= `vocab_size` (unknown to the
-    fitted vocabulary), like any n-gram absent from the tables, get -1.
+    A k-gram's key is `id of its (k-1)-gram prefix * vocab_size + id of its last word`, so keys stay
+    far below int64 limits whatever the vocabulary.
     """
-    ids = np.where(words < vocab_size, words, -1)
-    all_ids, all_keys = [ids], [np.arange(vocab_size, dtype=np.int64)]
+    sentence_end = np.repeat(np.cumsum(lengths), lengths)
+    starts, ids, keys = [np.arange(len(words))], [words], [np.arange(vocab_size)]
     for k in range(2, n + 1):
-        start = np.flatnonzero((ids >= 0) & (np.arange(len(words)) + k - 1 < ends))
-        last = words[start + k - 1]
-        key = ids[start] * vocab_size + last
-        new = np.full(len(words), -1, dtype=np.int64)
-        if tables is None:
-            keys, inverse = np.unique(key, return_inverse=True)
-            new[start] = inverse
-        else:
-            keys = tables[k - 1]
-            at = np.minimum(np.searchsorted(keys, key), max(len(keys) - 1, 0))
-            hit = (last < vocab_size) & (keys[at] == key) if len(keys) else np.zeros(len(key), bool)
-            new[start[hit]] = at[hit]
-        ids = new
-        all_ids.append(ids)
-        all_keys.append(keys)
-    return all_ids, all_keys
+        keep = starts[-1] + k - 1 < sentence_end[starts[-1]]
+        start = starts[-1][keep]
+        order_keys, order_ids = _compact(ids[-1][keep] * vocab_size + words[start + k - 1])
+        starts.append(start)
+        ids.append(order_ids)
+        keys.append(order_keys)
+    return starts, ids, keys
+
+
+def _run_starts(a: np.ndarray) -> np.ndarray:
+    """Mask of the elements of sorted `a` that differ from their predecessor (the first always does)."""
+    return np.concatenate([a[:1] == a[:1], a[1:] != a[:-1]])
+
+
+def _run_ends(a: np.ndarray) -> np.ndarray:
+    """Mask of the elements of sorted `a` that differ from their successor (the last always does)."""
+    return np.concatenate([a[1:] != a[:-1], a[-1:] == a[-1:]])
+
+
+def _compact(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_inverse=True)` for non-negative int64 values, about twice as fast:
+    one sort of (value, position) bit-packed into int64 instead of an argsort."""
+    size = len(values)
+    shift = max(size - 1, 1).bit_length()
+    if size == 0 or int(values.max()) >= 1 << (63 - shift):  # packing would overflow
+        return np.unique(values, return_inverse=True)
+    packed = np.sort((values << shift) | np.arange(size))
+    value = packed >> shift
+    first = _run_starts(value)
+    inverse = np.empty(size, dtype=np.int64)
+    inverse[packed & ((1 << shift) - 1)] = np.cumsum(first) - 1
+    return value[first], inverse
 
 
 def _unique(a: np.ndarray) -> np.ndarray:
-    """Sorted unique values; np.unique's default hash-based path is far slower on int64 keys."""
+    """Sorted unique values (np.unique's default hash-based path is far slower on int64 keys)."""
     a = np.sort(a)
-    return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
+    return a[_run_starts(a)]
 
 
-def _sentence_index(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per word position: the index of its sentence and the (exclusive) end offset of that sentence."""
-    return np.repeat(np.arange(len(lengths)), lengths), np.repeat(np.cumsum(lengths), lengths)
+def _lookup(table: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Index of each query in the sorted `table`, -1 where absent."""
+    found = np.full(len(queries), -1, dtype=np.int64)
+    if len(table) == 0:
+        return found
+    order = np.argsort(queries)  # searchsorted is much faster on sorted queries
+    at = np.minimum(np.searchsorted(table, queries[order]), len(table) - 1)
+    hit = table[at] == queries[order]
+    found[order[hit]] = at[hit]
+    return found
 
 
 def _check_references(references: list[list[str]], what: str) -> np.ndarray:
@@ -88,52 +119,73 @@ def _check_references(references: list[list[str]], what: str) -> np.ndarray:
     return n_refs
 
 
+@dataclass(frozen=True)
+class _CorpusStats:
+    """Document frequencies fixed by `CiderD.fit`, in the n-gram id space of the fitted corpus."""
+
+    vocab: dict[str, int]  # word -> id
+    keys: list[np.ndarray]  # per order, the sorted n-gram keys (see `_ngram_ids`)
+    df: list[np.ndarray]  # per order, the number of images whose references contain each n-gram
+    log_n: float  # log(number of images)
+
+    def document_frequency(self, vocab: list[str], keys: list[np.ndarray]) -> np.ndarray:
+        """Fitted document frequency of each n-gram of a batch given by its `vocab` and `keys`
+        (0 for n-grams the corpus never saw), orders concatenated like the batch's n-gram ids."""
+        word_fit = np.array([self.vocab.get(w, -1) for w in vocab], dtype=np.int64)
+        fit_ids, dfs = word_fit, []
+        for k, order_keys in enumerate(keys):
+            if k > 0:  # a k-gram is known iff its prefix and last word are, and the pair is in the table
+                prefix, last = np.divmod(order_keys, max(len(vocab), 1))
+                fit_prefix, fit_last = fit_ids[prefix], word_fit[last]
+                known = np.flatnonzero((fit_prefix >= 0) & (fit_last >= 0))
+                fit_ids = np.full(len(order_keys), -1, dtype=np.int64)
+                fit_ids[known] = _lookup(self.keys[k], fit_prefix[known] * len(self.vocab) + fit_last[known])
+            df = np.zeros(len(order_keys))
+            df[fit_ids >= 0] = self.df[k][fit_ids[fit_ids >= 0]]
+            dfs.append(df)
+        return np.concatenate(dfs)
+
+
 class CiderD:
     """CIDEr-D reward: `(candidates, references, extras) -> float32 tensor (B,)` of raw scores.
 
-    Text is split on whitespace only: tokenize (and lowercase) upstream, e.g. with the same
-    PTB tokenization as the evaluation. `n` is the longest n-gram (the reference implementation is
-    only defined for its default n=4), `sigma` the length-penalty width.
+    Text is split on whitespace only: tokenize (and lowercase) upstream, e.g. with the same PTB
+    tokenization as the evaluation. `config.n` is the longest n-gram (the reference implementation is
+    only defined for its default n=4), `config.sigma` the width of the length penalty.
     """
 
     def __init__(self, config: CiderDConfig) -> None:
         self.config = config
-        # Set by fit(): fitted vocabulary, per-order n-gram keys and document frequencies, log(#images).
-        self._vocab: dict[str, int] | None = None
-        self._keys: list[np.ndarray] = []
-        self._df: list[np.ndarray] = []
-        self._log_n = 0.0
+        self._corpus: _CorpusStats | None = None
 
     @property
     def fitted(self) -> bool:
-        return self._vocab is not None
+        return self._corpus is not None
 
     def fit(self, corpus_references: list[list[str]]) -> CiderD:
         """Fix document frequencies from a training corpus (one list of references per image), as
-        SCST does, so a reward no longer depends on which samples share its batch."""
+        SCST does, so that a sample's reward no longer depends on the rest of its batch."""
         if not corpus_references:
             raise ValueError("CiderD.fit: the corpus is empty")
         n_refs = _check_references(corpus_references, "CiderD.fit")
-        vocab: dict[str, int] = {}
-        words, lengths = _encode(list(chain.from_iterable(corpus_references)), vocab)
-        sent, ends = _sentence_index(lengths)
-        image = np.repeat(np.arange(len(corpus_references)), n_refs)[sent]
-        ids, keys = _ngram_ids(words, ends, self.config.n, len(vocab))
-        self._df = []
-        for order_ids, order_keys in zip(ids, keys):
-            at = order_ids >= 0
-            # An n-gram counts once per image however many of its references contain it.
-            pairs = _unique(image[at] * len(order_keys) + order_ids[at])
-            self._df.append(np.bincount(pairs % len(order_keys), minlength=len(order_keys)))
-        self._vocab, self._keys = vocab, keys
-        self._log_n = float(np.log(len(corpus_references)))
+        words, lengths, vocab = _tokenize(list(chain.from_iterable(corpus_references)))
+        starts, ids, keys = _ngram_ids(words, lengths, self.config.n, len(vocab))
+        image_of_word = np.repeat(np.repeat(np.arange(len(corpus_references)), n_refs), lengths)
+        df = []
+        for start, order_ids, order_keys in zip(starts, ids, keys, strict=True):
+            # An n-gram counts once per image however many of the image's references contain it.
+            pairs = _unique(image_of_word[start] * len(order_keys) + order_ids)
+            df.append(np.bincount(pairs % max(len(order_keys), 1), minlength=len(order_keys)))
+        self._corpus = _CorpusStats(
+            {w: i for i, w in enumerate(vocab)}, keys, df, float(np.log(len(corpus_references)))
+        )
         return self
 
     def __call__(
         self, candidates: list[str], references: list[list[str]], extras: dict[str, Any] | None = None
     ) -> torch.Tensor:
-        """Score each candidate against its references. `extras` is accepted for the reward
-        contract and unused."""
+        """Score each candidate against its references. `extras` is part of the reward contract and
+        unused here."""
         if isinstance(candidates, str):
             raise TypeError("CiderD: candidates must be a list of strings, got one string")
         if len(candidates) != len(references):
@@ -147,63 +199,62 @@ class CiderD:
         if batch == 0:
             return np.zeros(0)
         n_refs = _check_references(references, "CiderD")
-        image_of_ref = np.repeat(np.arange(batch), n_refs)
-        # Sentences 0..B-1 are the candidates, then every reference in order.
-        vocab = dict(self._vocab) if self._vocab is not None else {}
-        words, lengths = _encode(candidates + list(chain.from_iterable(references)), vocab)
-        sent, ends = _sentence_index(lengths)
-        ids, keys = _ngram_ids(words, ends, n, len(vocab))
-
-        # One id space over all orders: gram = offset of its order + id within the order.
+        # Sentences image by image: candidate (local index 0), then its references (1, 2, ...).
+        per_image = n_refs + 1
+        sentences = [s for c, refs in zip(candidates, references, strict=True) for s in (c, *refs)]
+        words, lengths, vocab = _tokenize(sentences)
+        starts, ids, keys = _ngram_ids(words, lengths, n, len(vocab))
         sizes = np.array([len(k) for k in keys])
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         n_grams = int(sizes.sum())
-        at = [order_ids >= 0 for order_ids in ids]
-        entry = np.unique(np.concatenate([sent[a] * n_grams + o + i[a] for a, o, i in zip(at, offsets, ids)]),
-                          return_counts=True)
-        # Sparse rows (sentence, gram, term frequency), sorted by sentence then gram.
-        row, gram, tf = entry[0] // n_grams, entry[0] % n_grams, entry[1]
         order_of_gram = np.repeat(np.arange(n), sizes)
+        image_start = np.cumsum(per_image) - per_image
+        image_of_sent = np.repeat(np.arange(batch), per_image)
+        local_of_sent = np.arange(len(lengths)) - image_start[image_of_sent]
+        # Bit fields of the sort key: image | gram | local sentence.
+        local_bits = int(per_image.max() - 1).bit_length()
+        gram_bits = max(n_grams - 1, 1).bit_length()
+        if (batch - 1).bit_length() + gram_bits + local_bits > 63:
+            raise ValueError(f"CiderD: batch of {batch} samples too large to index, split it")
 
-        if self._vocab is not None:
-            fit_ids, _ = _ngram_ids(words, ends, n, len(self._vocab), tables=self._keys)
-            df = np.zeros(n_grams)
-            for k in range(n):
-                known = fit_ids[k] >= 0
-                df[offsets[k] + ids[k][known]] = self._df[k][fit_ids[k][known]]
-            log_n = self._log_n
+        # One sort of (image, gram, local sentence) keys: all occurrences of a gram in one image's
+        # sentences become adjacent, the candidate's first.
+        sentence_of_word = np.repeat(np.arange(len(lengths)), lengths)
+        sent = np.concatenate([sentence_of_word[start] for start in starts])
+        offsets = np.cumsum(sizes) - sizes
+        gram = np.concatenate([offset + order_ids for offset, order_ids in zip(offsets, ids, strict=True)])
+        sentence_bits = (image_of_sent << (gram_bits + local_bits)) | local_of_sent
+        key = np.sort(sentence_bits[sent] | (gram << local_bits))
+        entry = np.flatnonzero(_run_starts(key))
+        tf = np.diff(np.append(entry, len(key)))
+        image_gram, local = key[entry] >> local_bits, key[entry] & ((1 << local_bits) - 1)
+        image, gram = image_gram >> gram_bits, image_gram & ((1 << gram_bits) - 1)
+        sent = image_start[image] + local
+        group_first = _run_starts(image_gram)
+
+        if self._corpus is not None:
+            df = self._corpus.document_frequency(vocab, keys)
+            log_n = self._corpus.log_n
         else:
-            is_ref = row >= batch
-            image = image_of_ref[row[is_ref] - batch]
-            pairs = _unique(image * n_grams + gram[is_ref])
-            df = np.bincount(pairs % n_grams, minlength=n_grams).astype(np.float64)
+            # A group (one gram in one image) has a reference entry iff its last entry is one.
+            df = np.bincount(gram[_run_ends(image_gram) & (local > 0)], minlength=n_grams).astype(np.float64)
             log_n = float(np.log(batch))
         weight = tf * (log_n - np.log(np.maximum(df, 1.0)))[gram]
+        row = sent * n + order_of_gram[gram]  # (sentence, order) cell of each entry
+        rows = len(lengths) * n
+        norm = np.sqrt(np.bincount(row, weights=weight**2, minlength=rows)).reshape(-1, n)
+        # Clipped dot products: each reference entry meets its group's candidate weight (0 if none).
+        # Candidate rows come out as their own squared norms and are simply not read.
+        first_weight = np.where(local[group_first] == 0, weight[group_first], 0.0)
+        cand_weight = first_weight[np.cumsum(group_first) - 1]
+        clipped = np.minimum(cand_weight, weight) * weight
+        dot = np.bincount(row, weights=clipped, minlength=rows).reshape(-1, n)
 
-        n_sent = len(lengths)
-        norm = np.sqrt(np.bincount(row * n + order_of_gram[gram], weights=weight**2, minlength=n_sent * n))
-        norm = norm.reshape(n_sent, n)
-
-        # Clipped dot products: find each reference entry's gram among its candidate's entries.
-        is_cand = row < batch
-        cand_key = row[is_cand] * n_grams + gram[is_cand]  # sorted, since entries are
-        ref_row = row[~is_cand] - batch
-        ref_gram, ref_weight = gram[~is_cand], weight[~is_cand]
-        ref_key = image_of_ref[ref_row] * n_grams + ref_gram
-        at_cand = np.minimum(np.searchsorted(cand_key, ref_key), max(len(cand_key) - 1, 0))
-        shared = cand_key[at_cand] == ref_key if len(cand_key) else np.zeros(len(ref_key), bool)
-        cand_weight, ref_w = weight[is_cand][at_cand[shared]], ref_weight[shared]
-        dot = np.bincount(
-            ref_row[shared] * n + order_of_gram[ref_gram[shared]],
-            weights=np.minimum(cand_weight, ref_w) * ref_w,
-            minlength=len(image_of_ref) * n,
-        ).reshape(-1, n)
-
-        # Weights are >= 0, so a zero norm means a zero dot product: 0/0 -> 0 as in the reference.
-        denom = norm[image_of_ref] * norm[batch:]
-        cosine = np.divide(dot, denom, out=np.zeros_like(dot), where=denom != 0)
+        ref_sent = np.flatnonzero(local_of_sent > 0)
+        cand_sent = image_start[image_of_sent[ref_sent]]
+        # Weights are >= 0, so a zero norm comes with a zero dot product: 0/0 -> 0 as in the reference.
+        denom = norm[ref_sent] * norm[cand_sent]
+        cosine = np.divide(dot[ref_sent], denom, out=np.zeros_like(denom), where=denom != 0)
         bigrams = np.maximum(lengths - 1, 0)
-        delta = (bigrams[image_of_ref] - bigrams[batch:]).astype(np.float64)
-        penalty = np.exp(-(delta**2) / (2 * self.config.sigma**2))
-        per_ref = cosine.mean(axis=1) * penalty
-        return np.bincount(image_of_ref, weights=per_ref, minlength=batch) / n_refs * 10.0
+        delta = (bigrams[cand_sent] - bigrams[ref_sent]).astype(np.float64)
+        per_ref = cosine.mean(axis=1) * np.exp(-(delta**2) / (2 * self.config.sigma**2))
+        return np.bincount(image_of_sent[ref_sent], weights=per_ref, minlength=batch) / n_refs * 10.0

@@ -9,6 +9,7 @@ assumed to exist on the worker.
 # must see real classes (a string "Request" would become a query parameter).
 import asyncio
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -153,7 +154,8 @@ class RunningApp:
             ray.shutdown()
 
     def wait(self) -> None:
-        """Serve until Ctrl-C, then stop."""
+        """Serve until Ctrl-C (or SIGTERM, as sent by `kill` and process managers), then stop."""
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             while True:
                 time.sleep(1.0)
@@ -161,6 +163,10 @@ class RunningApp:
             pass
         finally:
             self.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run(
@@ -183,11 +189,14 @@ def run(
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(address=address)
+    running = RunningApp(url=f"http://{host}:{port}/v1", info={}, started_ray=started_ray)
     serve.start(http_options={"host": host, "port": port})
-    handle = serve.run(app, name=APP_NAME, route_prefix="/")
-    running = RunningApp(
-        url=f"http://{host}:{port}/v1", info=handle.info.remote().result(), started_ray=started_ray
-    )
+    try:
+        handle = serve.run(app, name=APP_NAME, route_prefix="/")
+        running.info = handle.info.remote().result()
+    except BaseException:
+        running.stop()  # leave no half-deployed app behind on a shared cluster
+        raise
     if blocking:
         running.wait()
     return running

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 DESCRIPTION = """\
 Serve a saved rsforge model with Ray Serve: POST /v1/chat/completions (OpenAI wire format, images
@@ -47,9 +48,10 @@ def serve_command(args: argparse.Namespace) -> int:
             num_cpus=args.num_cpus,
             blocking=False,
         )
-    except FileNotFoundError as exc:
-        print(f"rsforge serve: {exc}")
-        return 2
+    except RuntimeError as exc:
+        # Serve's deployment failure; the replica's own traceback was already logged above.
+        print(f"rsforge serve: error: {exc}", file=sys.stderr)
+        return 1
     print(f"\nServing '{app.info['model']}' at {app.url} (Ctrl-C to stop)\n")
     print(client_example(app.url, app.info["model"], app.info["num_images"]))
     app.wait()

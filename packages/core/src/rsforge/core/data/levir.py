@@ -34,7 +34,9 @@ def _captions_path(root: Path, captions_file: str | Path | None) -> Path:
         if not path.is_absolute() and (root / path).is_file():
             path = root / path
         if not path.is_file():
-            raise FileNotFoundError(f"LEVIR-CC captions file not found: {captions_file} (dataset root {root})")
+            raise FileNotFoundError(
+                f"LEVIR-CC captions file not found: {captions_file} (dataset root {root})"
+            )
         return path
     for name in CAPTION_FILES:
         if (root / name).is_file():
@@ -56,18 +58,22 @@ def read_levir_cc(
     all of them. `per_reference=True` (training) gives one sample per reference, with that
     reference as the answer and id `<filename>#<k>`.
     """
-    root = Path(root)
+    # Absolute paths: samples travel to Ray workers, whose working directory may differ.
+    root = Path(root).resolve()
     path = _captions_path(root, captions_file)
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))["images"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a LEVIR-CC captions file (expected {{\"images\": [...]}}): {exc}") from exc
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: invalid JSON: {exc}") from exc
+    entries = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f'{path}: not a LEVIR-CC captions file (expected {{"images": [...]}})')
     known = sorted(set(SPLITS) | {e.get("split") for e in entries if isinstance(e, dict) and e.get("split")})
     if split not in known:
         raise ValueError(f"{path}: unknown split {split!r}; known splits: {', '.join(known)}")
     if images_root is None:
         images_root = root / "images" if (root / "images").is_dir() else root
-    images_root = Path(images_root)
+    images_root = Path(images_root).resolve()
     prompt = prompt_for("change_captioning")
 
     samples: list[Sample] = []
@@ -88,26 +94,26 @@ def read_levir_cc(
             log.warning("missing image %s (%s, %s); skipped", missing[0], path, filename)
             skipped += 1
             continue
-        references = [r for s in entry.get("sentences", []) if (r := str(s.get("raw", "")).strip())]
+        sentences = [s for s in entry.get("sentences", []) if isinstance(s, dict)]
+        references = [r for s in sentences if (r := str(s.get("raw", "")).strip())]
         if not references:
             log.warning("%s: %s has no non-empty caption; skipped", path, before)
             skipped += 1
             continue
         label = folder / "label" / filename
-        common = {
-            "images": (str(before), str(after)),
-            "task": "change_captioning",
-            "mask": str(label) if label.is_file() else None,
-            "references": references,
-            "changed": bool(entry["changeflag"]) if "changeflag" in entry else None,
-        }
+        mask = str(label) if label.is_file() else None
+        changed = bool(entry["changeflag"]) if "changeflag" in entry else None
         answers = list(enumerate(references)) if per_reference else [(None, references[0])]
         for k, answer in answers:
             samples.append(
                 Sample(
                     id=filename if k is None else f"{filename}#{k}",
+                    images=(str(before), str(after)),
                     conversation=[Turn("user", prompt), Turn("assistant", answer)],
-                    **common,
+                    task="change_captioning",
+                    mask=mask,
+                    references=list(references),
+                    changed=changed,
                 )
             )
     if skipped:
@@ -128,14 +134,17 @@ def _read_prompts(path: Path) -> dict[str, str]:
 def read_levir_cd(root: str | Path, split: str) -> list[Sample]:
     """Change-mask samples of `split` from a LEVIR-CD layout: images (A, B), the label as mask, and
     the prompt from `prompts.txt` when there is one, else the change-captioning prompt."""
-    root = Path(root)
+    root = Path(root).resolve()
     list_file = root / "list" / f"{split}.txt"
     if (root / split / "A").is_dir():
         base = root / split
     elif (root / "A").is_dir() and list_file.is_file():
         base = root
     else:
-        found = sorted({p.parent.name for p in root.glob("*/A") if p.is_dir()} | {p.stem for p in root.glob("list/*.txt")})
+        found = sorted(
+            {p.parent.name for p in root.glob("*/A") if p.is_dir()}
+            | {p.stem for p in root.glob("list/*.txt")}
+        )
         raise ValueError(
             f"{root}: no LEVIR-CD split {split!r} (looked for {root / split / 'A'} and {list_file}); "
             f"splits found: {', '.join(found) or 'none'}"
@@ -168,7 +177,9 @@ def read_levir_cd(root: str | Path, split: str) -> list[Sample]:
             )
         )
     if skipped:
-        log.warning("%s: skipped %d of %d %s samples (see the warnings above)", base, skipped, len(names), split)
+        log.warning(
+            "%s: skipped %d of %d %s samples (see the warnings above)", base, skipped, len(names), split
+        )
     if unlabelled:
         log.warning("%s: %d %s samples have no label in %s", base, unlabelled, split, base / "label")
     return samples

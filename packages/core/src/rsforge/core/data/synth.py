@@ -4,11 +4,13 @@ Each pair is a top-down scene (textured land, roads, vegetation, ponds, building
 drawn twice, "before" (A) and "after" (B). Between the dates some buildings are built or
 demolished, a road is added or vegetation is cleared; about a quarter of the pairs have no change
 (only the illumination and sensor noise differ). Each pair gets a 0/255 change mask, 3-5 reference
-captions in LEVIR-CC style, and QA (yes/no, counting, DeltaVLM 3x3 grid).
+captions in LEVIR-CC style, and QA (yes/no, counting, DeltaVLM 3x3 grid). As in LEVIR-CD, the
+mask marks the changed objects (building footprints, the new road, the cleared vegetation), not
+the shadows that come and go with buildings.
 
 The captions name counts and 3x3-grid locations, so a model that sees the change can beat a fixed
-caption. Every random draw comes from a numpy Generator seeded from (`seed`, pair index), so the
-same arguments give byte-identical files.
+caption. Every random draw comes from numpy Generators seeded from `seed` (one per pair, seeded
+with (`seed`, pair index)), so the same arguments give byte-identical files.
 
 Layout written by `generate` (LEVIR-CD images + LEVIR-CC captions + ChangeChat conversations):
 
@@ -77,7 +79,12 @@ def _noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
 
 
 def _texture(
-    rng: np.random.Generator, size: int, colour: tuple[int, int, int], low: float, mid: float, fine: float,
+    rng: np.random.Generator,
+    size: int,
+    colour: tuple[int, int, int],
+    low: float,
+    mid: float,
+    fine: float,
     mid_cells: int = 12,
 ) -> np.ndarray:
     """A material: a jittered base colour with large patches, mid-scale grain and pixel noise.
@@ -106,7 +113,9 @@ class _Road:
         return m
 
     def cells(self) -> list[int]:
-        return [r * 3 + self.band for r in range(3)] if self.vertical else [self.band * 3 + c for c in range(3)]
+        return (
+            [r * 3 + self.band for r in range(3)] if self.vertical else [self.band * 3 + c for c in range(3)]
+        )
 
 
 @dataclass
@@ -133,7 +142,9 @@ class _Scene:
     buildings: list[_Building] = field(default_factory=list)
 
     def copy(self) -> _Scene:
-        return _Scene(list(self.roads), list(self.soil), list(self.water), list(self.trees), list(self.buildings))
+        return _Scene(
+            list(self.roads), list(self.soil), list(self.water), list(self.trees), list(self.buildings)
+        )
 
 
 class _Canvas:
@@ -151,8 +162,7 @@ class _Canvas:
         self.trees = _texture(rng, size, _TREES, low=6, mid=16, fine=5, mid_cells=24)  # crowns
         self.road = _texture(rng, size, _ROAD, low=4, mid=2, fine=3)
         self.roof = 4 * rng.standard_normal((size, size), dtype=np.float32)
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-        self.yy, self.xx = yy, xx
+        self.yy, self.xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5  # pixel centres
 
     def blob(self, rng: np.random.Generator, cy: float, cx: float, radius: float, lobes: int) -> np.ndarray:
         """An irregular patch: a union of ellipses around (cy, cx) with a noisy outline."""
@@ -165,7 +175,11 @@ class _Canvas:
 
     def render(self, scene: _Scene, rng: np.random.Generator) -> np.ndarray:
         img = self.land.copy()
-        for material, masks in ((self.soil, scene.soil), (self.water, scene.water), (self.trees, scene.trees)):
+        for material, masks in (
+            (self.soil, scene.soil),
+            (self.water, scene.water),
+            (self.trees, scene.trees),
+        ):
             for m in masks:
                 img[m] = material[m]
         for road in scene.roads:
@@ -196,7 +210,7 @@ class _Canvas:
 
     def _marking(self, road: _Road) -> np.ndarray:
         centre = (road.lo + road.hi) // 2
-        half = max(1, self.road_width // 8) // 2
+        half = self.road_width // 16  # a 1 px line, 3 px on roads of 16 px and more
         along = self.yy if road.vertical else self.xx
         across = self.xx if road.vertical else self.yy
         dash = (along // self.road_width).astype(np.int64) % 2 == 0
@@ -226,7 +240,7 @@ def _place_road(rng: np.random.Generator, canvas: _Canvas, vertical: bool, band:
     lo_b, hi_b = _bounds(band, canvas.size), _bounds(band + 1, canvas.size)
     # centre in the middle 40% of its band so the caption's location word is unambiguous
     centre = rng.uniform(lo_b + 0.3 * (hi_b - lo_b), lo_b + 0.7 * (hi_b - lo_b))
-    lo = int(round(centre - canvas.road_width / 2))
+    lo = round(centre - canvas.road_width / 2)
     return _Road(vertical, lo, lo + canvas.road_width, band)
 
 
@@ -250,11 +264,15 @@ def _place_building(rng: np.random.Generator, canvas: _Canvas, free: np.ndarray)
 
 
 def _place_patch(
-    rng: np.random.Generator, canvas: _Canvas, free: np.ndarray, scale: tuple[float, float], lobes: int,
-    whole: bool,
+    rng: np.random.Generator,
+    canvas: _Canvas,
+    free: np.ndarray,
+    scale: tuple[float, float],
+    lobes: int,
+    keep_out: np.ndarray,
 ) -> tuple[np.ndarray, int] | None:
-    """An irregular patch centred in a random grid cell. `whole`: it must fit on free ground
-    (ponds); otherwise it is clipped to free ground (vegetation around roads). Marks it used."""
+    """An irregular patch centred in a random grid cell, clipped to free ground (vegetation along
+    a road), away from `keep_out` altogether. Marks it used."""
     size = canvas.size
     for _ in range(10):
         cell = int(rng.integers(9))
@@ -262,7 +280,7 @@ def _place_patch(
         cy = (y0 + y1) / 2 + rng.uniform(-0.15, 0.15) * (y1 - y0)
         cx = (x0 + x1) / 2 + rng.uniform(-0.15, 0.15) * (x1 - x0)
         blob = canvas.blob(rng, cy, cx, rng.uniform(*scale) * (y1 - y0), lobes)
-        if whole and (blob & ~free).any():
+        if (blob & keep_out).any():
             continue
         blob &= free
         if blob.sum() >= 0.12 * (y1 - y0) * (x1 - x0):
@@ -272,6 +290,7 @@ def _place_patch(
 
 
 def _make_pair(rng: np.random.Generator, size: int, changed: bool) -> _Pair:
+    """Plan the changes, lay out scene A around them, derive scene B, draw both and describe them."""
     canvas = _Canvas(rng, size)
     kinds: set[str] = set()
     if changed:
@@ -280,13 +299,16 @@ def _make_pair(rng: np.random.Generator, size: int, changed: bool) -> _Pair:
         kinds = {str(k) for k in rng.choice(options, n_kinds, replace=False, p=[0.4, 0.2, 0.2, 0.2])}
     scene, free = _Scene(), np.ones((size, size), bool)
 
-    # Space for what appears in B is reserved first so it is free (plain land) in A.
+    # Space for what appears in B is reserved first so it is plain land in A; vegetation keeps clear
+    # of it entirely, as a corridor cut through trees in A would give the change away.
+    reserved = np.zeros((size, size), bool)
     new_road = None
     if "road" in kinds:
         new_road = _place_road(rng, canvas, bool(rng.integers(2)), int(rng.integers(3)))
-        free &= ~new_road.mask(size, margin=1)
+        reserved |= new_road.mask(size, margin=1)
+        free &= ~reserved
     n_roads = int(rng.choice(3, p=[0.3, 0.45, 0.25]))
-    for vertical in ([bool(rng.integers(2))] if n_roads == 1 else [False, True][: n_roads]):
+    for vertical in [bool(rng.integers(2))] if n_roads == 1 else [False, True][:n_roads]:
         band = int(rng.integers(3))
         if new_road is not None and new_road.vertical == vertical and new_road.band == band:
             band = (band + 1 + int(rng.integers(2))) % 3
@@ -296,20 +318,22 @@ def _make_pair(rng: np.random.Generator, size: int, changed: bool) -> _Pair:
     built: list[_Building] = []
     if "built" in kinds:
         for _ in range(int(rng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.2, 0.1]))):
+            was_free = free.copy()
             if (b := _place_building(rng, canvas, free)) is not None:
                 built.append(b)
+                reserved |= was_free & ~free
     cleared: list[tuple[np.ndarray, int]] = []
     if "trees" in kinds:
         for _ in range(1 if rng.random() < 0.7 else 2):
-            if (patch := _place_patch(rng, canvas, free, (0.3, 0.45), 4, whole=False)) is not None:
+            if (patch := _place_patch(rng, canvas, free, (0.3, 0.45), 4, reserved)) is not None:
                 cleared.append(patch)
     scene.trees = [m for m, _ in cleared]
     for _ in range(int(rng.integers(0, 3))):
-        if (patch := _place_patch(rng, canvas, free, (0.3, 0.45), 4, whole=False)) is not None:
+        if (patch := _place_patch(rng, canvas, free, (0.3, 0.45), 4, reserved)) is not None:
             scene.trees.append(patch[0])
-    if rng.random() < 0.35 and (pond := _place_patch(rng, canvas, free, (0.25, 0.35), 2, whole=True)):
+    if rng.random() < 0.35 and (pond := _place_patch(rng, canvas, free, (0.25, 0.35), 2, ~free)):
         scene.water.append(pond[0])
-    if rng.random() < 0.25 and (patch := _place_patch(rng, canvas, free, (0.2, 0.3), 3, whole=True)):
+    if rng.random() < 0.25 and (patch := _place_patch(rng, canvas, free, (0.2, 0.3), 3, ~free)):
         scene.soil.append(patch[0])
     for _ in range(int(rng.integers(2, 8))):
         if (b := _place_building(rng, canvas, free)) is not None:
@@ -319,16 +343,17 @@ def _make_pair(rng: np.random.Generator, size: int, changed: bool) -> _Pair:
     if "demolished" in kinds and scene.buildings:
         k = min(len(scene.buildings), int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])))
         gone = [scene.buildings[i] for i in sorted(rng.choice(len(scene.buildings), k, replace=False))]
-    if changed and not (built or gone or new_road or cleared):
-        # every planned change failed to fit (rare in a crowded scene): build a house instead
-        if (b := _place_building(rng, canvas, free)) is not None:
-            built.append(b)
+    # every planned change failed to fit (rare in a crowded scene): build a house instead
+    no_change = not (built or gone or new_road or cleared)
+    if changed and no_change and (b := _place_building(rng, canvas, free)) is not None:
+        built.append(b)
 
     after, events = scene.copy(), []
     change = np.zeros((size, size), bool)
     if built:
         after.buildings += built
-        change |= np.logical_or.reduce([b.footprint(size) for b in built])
+        for b in built:
+            change |= b.footprint(size)
         events.append(_Event("built", len(built), sorted({b.cell for b in built})))
     if gone:
         after.buildings = [b for b in after.buildings if all(b is not g for g in gone)]
@@ -338,8 +363,10 @@ def _make_pair(rng: np.random.Generator, size: int, changed: bool) -> _Pair:
         events.append(_Event("demolished", len(gone), sorted({b.cell for b in gone})))
     if new_road is not None:
         after.roads.append(new_road)
-        old = np.logical_or.reduce([r.mask(size) for r in scene.roads] + [np.zeros((size, size), bool)])
-        change |= new_road.mask(size) & ~old  # a crossing with an old road is not a change
+        fresh = new_road.mask(size)
+        for road in scene.roads:
+            fresh &= ~road.mask(size)  # a crossing with an old road is not a change
+        change |= fresh
         events.append(_Event("road", 1, new_road.cells(), new_road))
     if cleared:
         after.trees = after.trees[len(cleared) :]
@@ -381,38 +408,65 @@ _ROAD_PHRASES = {  # (vertical, band)
 }
 _TEMPLATES = {
     ("built", 1): (
-        "a new building was built {w}", "a house has been constructed {w}", "one building appears {w}",
-        "there is a new house {w}", "a building was added {w}",
+        "a new building was built {w}",
+        "a house has been constructed {w}",
+        "one building appears {w}",
+        "there is a new house {w}",
+        "a building was added {w}",
     ),
     ("built", 2): (
-        "{n} new buildings were built {w}", "{n} houses have been constructed {w}", "{n} buildings appear {w}",
-        "there are {n} new houses {w}", "{n} buildings were added {w}", "some buildings were built {w}",
+        "{n} new buildings were built {w}",
+        "{n} houses have been constructed {w}",
+        "{n} buildings appear {w}",
+        "there are {n} new houses {w}",
+        "{n} buildings were added {w}",
+        "some buildings were built {w}",
     ),
     ("demolished", 1): (
-        "a building was demolished {w}", "the house {w} has been torn down", "one building {w} was removed",
-        "a building {w} has disappeared", "the building {w} was replaced by bare land",
+        "a building was demolished {w}",
+        "the house {w} has been torn down",
+        "one building {w} was removed",
+        "a building {w} has disappeared",
+        "the building {w} was replaced by bare land",
     ),
     ("demolished", 2): (
-        "{n} buildings were demolished {w}", "{n} houses {w} have been torn down", "{n} buildings {w} were removed",
-        "the {n} buildings {w} have disappeared", "{n} buildings {w} were replaced by bare land",
+        "{n} buildings were demolished {w}",
+        "{n} houses {w} have been torn down",
+        "{n} buildings {w} were removed",
+        "the {n} buildings {w} have disappeared",
+        "{n} buildings {w} were replaced by bare land",
     ),
     ("road", 1): (
-        "a road has been added {w}", "a new road was built {w}", "a {o} road appears {w}",
-        "a road now runs from {d} {w}", "a road has been added across the scene",
+        "a road has been added {w}",
+        "a new road was built {w}",
+        "a {o} road appears {w}",
+        "a road now runs from {d} {w}",
+        "a road has been added across the scene",
     ),
     ("trees", 1): (
-        "some trees were cut down {w}", "the trees {w} have been removed", "the vegetation {w} was cleared",
-        "the woods {w} were cut down", "a green area {w} has become bare land",
+        "some trees were cut down {w}",
+        "the trees {w} have been removed",
+        "the vegetation {w} was cleared",
+        "the woods {w} were cut down",
+        "a green area {w} has become bare land",
     ),
     ("trees", 2): (
-        "some trees were cut down {w}", "the trees {w} have been removed", "the vegetation {w} was cleared",
-        "the woods {w} were cut down", "green areas {w} have become bare land",
+        "some trees were cut down {w}",
+        "the trees {w} have been removed",
+        "the vegetation {w} was cleared",
+        "the woods {w} were cut down",
+        "green areas {w} have become bare land",
     ),
 }
 _NO_CHANGE = (
-    "there is no change", "the two scenes seem identical", "nothing has changed in the area",
-    "the scene is the same as before", "no change has occurred", "there is no difference between the two images",
-    "the two images look the same", "everything remains the same",
+    "there is no change",
+    "the two scenes seem identical",
+    "nothing has changed in the area",
+    "the scene is the same as before",
+    "no change has occurred",
+    "there is no difference between the two images",
+    "the two images look the same",
+    "everything remains the same",
 )
 
 
@@ -489,11 +543,14 @@ def _check_replaceable(out: Path) -> None:
     if out.is_dir() and ((out / "synth.json").is_file() or not any(out.iterdir())):
         return
     if out.exists():
-        raise FileExistsError(f"{out} exists and is not a synthetic dataset (no synth.json); not replacing it")
+        raise FileExistsError(
+            f"{out} exists and is not a synthetic dataset (no synth.json); not replacing it"
+        )
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    Image.fromarray(array).save(path, format="PNG")
+    # noisy scenes hardly compress: the fastest zlib level costs ~10% in size and halves the time
+    Image.fromarray(array).save(path, format="PNG", compress_level=1)
 
 
 def _conversation(qa: list[tuple[str, str]]) -> list[dict[str, str]]:
@@ -505,7 +562,12 @@ def _conversation(qa: list[tuple[str, str]]) -> list[dict[str, str]]:
 
 
 def generate(
-    out_dir: str | Path, n: int, seed: int, size: int = 64, val_frac: float = 0.15, test_frac: float = 0.15,
+    out_dir: str | Path,
+    n: int,
+    seed: int,
+    size: int = 64,
+    val_frac: float = 0.15,
+    test_frac: float = 0.15,
     progress: bool = True,
 ) -> Path:
     """Write `n` synthetic pairs to `out_dir` (layout in the module docstring) and return its path.
@@ -515,15 +577,19 @@ def generate(
     if it is an earlier synthetic dataset (has `synth.json`) or empty.
     """
     if n < 1 or seed < 0 or size < MIN_SIZE:
-        raise ValueError(f"synth: need n >= 1, seed >= 0 and size >= {MIN_SIZE}; got n={n}, seed={seed}, size={size}")
-    if not (0 <= val_frac and 0 <= test_frac and val_frac + test_frac < 1):
-        raise ValueError(f"synth: val_frac and test_frac must be >= 0 with a sum < 1; got {val_frac}, {test_frac}")
+        raise ValueError(
+            f"synth: need n >= 1, seed >= 0 and size >= {MIN_SIZE}; got n={n}, seed={seed}, size={size}"
+        )
+    if not (val_frac >= 0 and test_frac >= 0 and val_frac + test_frac < 1):
+        raise ValueError(
+            f"synth: val_frac and test_frac must be >= 0 with a sum < 1; got {val_frac}, {test_frac}"
+        )
     out = Path(out_dir)
     _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        _write(tmp, n, seed, size, val_frac, test_frac, progress)
+        _write(tmp, n, seed, size, val_frac, test_frac, f"synth {out.name}" if progress else None)
         _check_replaceable(out)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex}")
@@ -538,14 +604,17 @@ def generate(
     return out
 
 
-def _write(out: Path, n: int, seed: int, size: int, val_frac: float, test_frac: float, progress: bool) -> None:
+def _write(
+    out: Path, n: int, seed: int, size: int, val_frac: float, test_frac: float, desc: str | None
+) -> None:
+    """Write the dataset into the new, empty folder `out`; `desc`: progress bar title, None for none."""
     sizes = _split_sizes(n, val_frac, test_frac)
     rng = np.random.default_rng(seed)
     (out / "list").mkdir()
     images: list[dict[str, Any]] = []
     conversations: list[dict[str, Any]] = []
     imgid = sentid = 0
-    with tqdm(total=n, desc=f"synth {out.name}", unit="pair", disable=not progress) as bar:
+    with tqdm(total=n, desc=desc, unit="pair", disable=desc is None) as bar:
         for split in SPLITS:
             count = sizes[split]
             for sub in ("A", "B", "label"):
@@ -586,12 +655,12 @@ def _write(out: Path, n: int, seed: int, size: int, val_frac: float, test_frac: 
 def _pair_conversations(split: str, name: str, pair: _Pair) -> list[dict[str, Any]]:
     """ChangeChat style: one entry per task, plus a multi-turn dialogue going from coarse to fine."""
     stem, image = name.removesuffix(".png"), [f"{split}/A/{name}", f"{split}/B/{name}"]
-    single = [("change_captioning", prompt_for("change_captioning"), pair.captions[0]), *pair.qa]
+    caption = ("change_captioning", prompt_for("change_captioning"), pair.captions[0])
     entries = [
         {"id": f"{stem}_{task}", "image": image, "task": task, "conversations": _conversation([(q, a)])}
-        for task, q, a in single
+        for task, q, a in (caption, *pair.qa)
     ]
-    dialogue = [(q, a) for _, q, a in pair.qa] + [(single[0][1], single[0][2])]
+    dialogue = [(q, a) for _, q, a in (*pair.qa, caption)]
     entries.append({"id": f"{stem}_multi_turn", "image": image, "task": "multi_turn",
                     "conversations": _conversation(dialogue)})  # fmt: skip
     return entries

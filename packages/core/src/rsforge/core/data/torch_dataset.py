@@ -1,0 +1,64 @@
+"""A torch `Dataset` over `Sample`s and the collate function that batches them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from rsforge.core.data.images import load_image, load_mask
+from rsforge.core.data.schema import Sample
+
+
+class SampleDataset(Dataset):
+    """Reads a sample's images (and mask) at `image_size` x `image_size` when it is indexed.
+
+    Item: `{"images": (T, 3, S, S) float in [0, 1], "mask": (S, S) float 0/1 or None, "sample": Sample}`.
+    """
+
+    def __init__(self, samples: Sequence[Sample], image_size: int) -> None:
+        self.samples = list(samples)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        images = torch.stack([load_image(path, self.image_size) for path in sample.images])
+        mask = load_mask(sample.mask, self.image_size) if sample.mask else None
+        return {"images": images, "mask": mask, "sample": sample}
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch `SampleDataset` items.
+
+    `images` (B, T, 3, S, S); `masks` (B, S, S), or None when no item has a mask, with zeros where
+    an item has none and `mask_valid` (B,) False there; the text fields as lists, one per item.
+    All items must have the same number of images T.
+    """
+    samples: list[Sample] = [item["sample"] for item in items]
+    counts = {item["images"].shape[0] for item in items}
+    if len(counts) > 1:
+        listing = ", ".join(f"{s.id} ({len(s.images)})" for s in samples)
+        raise ValueError(f"cannot batch samples with different numbers of images: {listing}")
+    images = torch.stack([item["images"] for item in items])
+    mask_valid = torch.tensor([item["mask"] is not None for item in items], dtype=torch.bool)
+    masks = None
+    if mask_valid.any():
+        blank = torch.zeros(images.shape[-2:], dtype=torch.float32)
+        masks = torch.stack([blank if item["mask"] is None else item["mask"] for item in items])
+    return {
+        "images": images,
+        "masks": masks,
+        "mask_valid": mask_valid,
+        "conversations": [s.conversation for s in samples],
+        "prompts": [s.prompt for s in samples],
+        "answers": [s.answer for s in samples],
+        "references": [list(s.references) for s in samples],
+        "ids": [s.id for s in samples],
+        "tasks": [s.task for s in samples],
+        "changed": [s.changed for s in samples],
+    }

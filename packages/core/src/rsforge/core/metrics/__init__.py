@@ -1,0 +1,1 @@
+"""Evaluation metrics: captions as coco-caption scores them (`captions`), change masks (`masks`)."""

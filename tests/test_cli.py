@@ -1,0 +1,48 @@
+"""The `rsforge` command as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rsforge.core.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_plugins_lists_one_part_of_every_kind(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    for heading in ("encoders:", "bridges:", "decoders:", "heads:", "rewards:", "datasets:"):
+        assert heading in out
+    assert "rsforge-bridges" in out and "difference" in out
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")))
+def test_every_recipe_passes_recipe_check(recipe, capsys):
+    assert main(["recipe", "check", str(ROOT / "recipes" / recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "assembles on meta" in out and "encoder" in out and "total" in out
+
+
+def test_recipe_check_reports_a_bad_recipe_with_its_path(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "recipes" / "tiny.yaml").read_text().replace("hidden: 16", "hidden: sixteen"))
+    assert main(["recipe", "check", str(bad)]) == 2
+    assert r"heads[0].hidden: Input should be a valid integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["plugins"], ["recipe", "check"], ["data", "synth"], ["train"],
+                                     ["run"], ["serve"]])
+def test_every_command_has_help(command):
+    result = subprocess.run([ROOT / ".venv/bin/rsforge", *command, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "usage: rsforge" in result.stdout
+
+
+def test_data_synth_writes_levir_layouts(tmp_path, capsys):
+    assert main(["data", "synth", "--out", str(tmp_path / "d"), "--n", "12", "--seed", "3", "--size", "32"]) == 0
+    assert (tmp_path / "d" / "captions.json").is_file()
+    assert any((tmp_path / "d" / "train" / "label").iterdir())
