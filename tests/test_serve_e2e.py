@@ -11,6 +11,8 @@ import openai
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.ray
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -27,9 +27,9 @@ def test_head_learns_where_the_dates_differ():
     changed = torch.rand(8, 8, 8) > 0.7
     target = changed.float().repeat_interleave(4, 1).repeat_interleave(4, 2)  # 32 px masks
     first = None
-    for _ in range(60):
+    for _ in range(40):
         loss = head.loss(head(_features(changed), 32), target)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -61,7 +61,8 @@ def evaluate(
         masks = None
         if confusion is not None and batch["masks"] is not None:
             masks = model.predict_mask(batch["images"][:, 0], batch["images"][:, 1])
-            confusion.update(masks, batch["masks"] > 0.5, valid=batch["mask_valid"])
+            valid = batch["mask_valid"]
+            confusion.update(masks[valid], batch["masks"][valid] > 0.5)
         for i, sample_id in enumerate(batch["ids"]):
             answers[sample_id] = texts[i]
             row = {"id": sample_id, "prediction": texts[i], "references": batch["references"][i]}
@@ -87,6 +88,6 @@ def evaluate_baseline(train: list[Sample], samples: list[Sample], *, image_size:
         loader = DataLoader(SampleDataset(samples, image_size), batch_size=64, collate_fn=collate)
         for batch in loader:
             if batch["masks"] is not None:
-                confusion.update(torch.zeros_like(batch["masks"], dtype=torch.bool), batch["masks"] > 0.5,
-                                 valid=batch["mask_valid"])
+                target = batch["masks"][batch["mask_valid"]] > 0.5
+                confusion.update(torch.zeros_like(target), target)
     return Evaluation(_score(samples, {s.id: answer for s in samples}, confusion))

@@ -22,6 +22,7 @@ class RunOutcome:
     metrics: dict
     baseline: dict | None
     seconds: dict[str, float]
+    history: list[dict]
 
 
 def run_recipe(
@@ -61,4 +62,4 @@ def run_recipe(
         baseline_metrics=base, history=result.history, predictions=evaluation.predictions, model=result.model,
         panel_samples=panel_samples, seconds=seconds,
     )
-    return RunOutcome(run_dir, model_dir, report_dir, evaluation.metrics, base, seconds)
+    return RunOutcome(run_dir, model_dir, report_dir, evaluation.metrics, base, seconds, result.history)
