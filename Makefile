@@ -24,6 +24,7 @@ demo: install
 	$(VENV)/bin/rsforge run recipes/demo.yaml --out runs/demo
 
 test: install
+	$(VENV)/bin/ruff check .
 	RSFORGE_STRICT_PLUGINS=1 $(PY) -m pytest -q
 
 lint: install

@@ -27,9 +27,9 @@ def test_unknown_part_name_lists_the_known_ones(toy_plugins):
 
 
 def test_unknown_top_level_key_and_missing_encoder(toy_plugins):
-    with pytest.raises(RecipeError, match="trian: unknown top-level key"):
+    with pytest.raises(RecipeError, match=r"trian: unknown top-level key"):
         parse_recipe(toy_recipe(trian={}), toy_plugins.registry)
-    with pytest.raises(RecipeError, match="encoder: missing"):
+    with pytest.raises(RecipeError, match=r"encoder: missing"):
         parse_recipe({"name": "x"}, toy_plugins.registry)
     with pytest.raises(RecipeError, match=r"train\.epochs: Input should be greater than or equal to 1"):
         parse_recipe(toy_recipe(train={"epochs": 0}), toy_plugins.registry)
@@ -38,9 +38,9 @@ def test_unknown_top_level_key_and_missing_encoder(toy_plugins):
 def test_recipe_file_errors_name_the_file(tmp_path, toy_plugins):
     bad = tmp_path / "bad.yaml"
     bad.write_text("encoder: {name: toy\n")
-    with pytest.raises(RecipeError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(RecipeError, match=r"bad\.yaml: not valid YAML"):
         load_recipe(bad, toy_plugins.registry)
-    with pytest.raises(RecipeError, match="missing.yaml: recipe file not found"):
+    with pytest.raises(RecipeError, match=r"missing\.yaml: recipe file not found"):
         load_recipe(tmp_path / "missing.yaml", toy_plugins.registry)
 
 
@@ -102,7 +102,7 @@ def test_weights_that_do_not_fit_the_recipe_are_refused(tmp_path, toy_plugins):
     model.save_pretrained(tmp_path / "m")
     recipe = (tmp_path / "m" / "recipe.yaml").read_text().replace("out_dim: 6", "out_dim: 7")
     (tmp_path / "m" / "recipe.yaml").write_text(recipe)
-    with pytest.raises(Exception, match="bridges.1.proj.weight"):
+    with pytest.raises(Exception, match=r"bridges\.1\.proj\.weight"):
         RSForgeModel.from_pretrained(tmp_path / "m", plugins=toy_plugins)
 
 

@@ -47,7 +47,7 @@ def test_weights_that_do_not_fit_name_the_keys(tmp_path):
     save_file(state, str(tmp_path / "bad.safetensors"))
     with pytest.raises(ValueError, match=r"unexpected \['extra.weight'\].*cls_token: \(1, 1, 7\) vs \(1, 1, 32\)"):
         TimmEncoder(_config(pretrained=str(tmp_path / "bad.safetensors")))
-    with pytest.raises(FileNotFoundError, match="missing.safetensors: encoder weights file not found"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.safetensors: encoder weights file not found"):
         TimmEncoder(_config(pretrained=str(tmp_path / "missing.safetensors")))
 
 

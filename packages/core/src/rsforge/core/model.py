@@ -117,10 +117,11 @@ class RSForgeModel(nn.Module):
     def parameter_counts(self) -> list[tuple[str, str, int, int]]:
         """(part path, part name, total, trainable) for each part."""
         rows = [("encoder", self.recipe.encoder.name, self.encoder)]
-        rows += [(f"bridges[{i}]", c.name, m) for i, (c, m) in enumerate(zip(self.recipe.bridges, self.bridges))]
+        bridges = zip(self.recipe.bridges, self.bridges, strict=True)
+        rows += [(f"bridges[{i}]", c.name, m) for i, (c, m) in enumerate(bridges)]
         if self.decoder is not None:
             rows.append(("decoder", self.recipe.decoder.name, self.decoder))
-        rows += [(f"heads[{i}]", c.name, m) for i, (c, m) in enumerate(zip(self.recipe.heads, self.heads))]
+        rows += [(f"heads[{i}]", c.name, m) for i, (c, m) in enumerate(zip(self.recipe.heads, self.heads, strict=True))]
         return [
             (path, name, sum(p.numel() for p in m.parameters()),
              sum(p.numel() for p in m.parameters() if p.requires_grad))

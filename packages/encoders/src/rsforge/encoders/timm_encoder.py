@@ -6,7 +6,6 @@ from pathlib import Path
 
 import timm
 import torch
-from torch import nn
 
 from rsforge.core.features import Encoder
 from rsforge.encoders.configs import TimmEncoderConfig

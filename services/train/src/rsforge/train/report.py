@@ -8,12 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from rsforge.core.atomic import atomic_write_text  # noqa: E402
-from rsforge.core.data.images import load_image, load_mask  # noqa: E402
-from rsforge.core.data.schema import Sample  # noqa: E402
+from rsforge.core.atomic import atomic_write_text
+from rsforge.core.data.images import load_image, load_mask
+from rsforge.core.data.schema import Sample
 
 HEADLINE = [("captions/all", "BLEU-4"), ("captions/all", "METEOR"), ("captions/all", "ROUGE-L"),
             ("captions/all", "CIDEr"), ("mask", "f1"), ("mask", "iou")]
@@ -58,7 +58,8 @@ def plot_losses(history: list[dict], path: Path) -> None:
 
 def plot_panels(model, samples: list[Sample], predictions: dict[str, str], path: Path) -> None:
     """One row per sample: before | after | reference mask | predicted mask, captions as titles."""
-    fig, axes = plt.subplots(len(samples), 4, figsize=(12, 3.2 * len(samples)), squeeze=False)
+    fig, axes = plt.subplots(len(samples), 4, figsize=(12, 3.6 * len(samples)), squeeze=False,
+                             gridspec_kw={"hspace": 0.5, "wspace": 0.05})
     size = model.image_size
     for row, sample in zip(axes, samples, strict=True):
         before, after = (load_image(p, size) for p in sample.images)
@@ -71,10 +72,10 @@ def plot_panels(model, samples: list[Sample], predictions: dict[str, str], path:
             ax.imshow(image.numpy(), cmap="gray" if image.dim() == 2 else None, vmin=0, vmax=1)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-        row[0].text(0, size * 1.18, f"model: {predictions.get(sample.id, '')}", fontsize=8)
-        row[2].text(0, size * 1.18, f"reference: {sample.references[0] if sample.references else ''}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        reference = sample.references[0] if sample.references else ""
+        row[0].text(0, -0.06, f"model: {predictions.get(sample.id, '')}\nreference: {reference}",
+                    transform=row[0].transAxes, va="top", fontsize=8)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
