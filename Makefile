@@ -14,10 +14,10 @@ install: $(STAMP)
 # torch and torchvision are pinned as a pair: the mirror's 2.14.1/0.29.1 wheels work together.
 $(STAMP): $(PYPROJECTS) Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet pytest ruff openai hatchling editables
-	$(PY) -m pip install --quiet $(addprefix -e ,$(PACKAGES))
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -qq pytest ruff openai hatchling editables
+	$(PY) -m pip install -qq $(addprefix -e ,$(PACKAGES))
 	touch $(STAMP)
 
 demo: install

@@ -34,6 +34,7 @@ from PIL import Image
 from pydantic import Field
 from tqdm import tqdm
 
+from rsforge.core.atomic import atomic_dir
 from rsforge.core.config import DatasetConfig
 from rsforge.core.data.levir import read_levir_cc
 from rsforge.core.data.schema import Sample
@@ -586,21 +587,8 @@ def generate(
         )
     out = Path(out_dir)
     _check_replaceable(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         _write(tmp, n, seed, size, val_frac, test_frac, f"synth {out.name}" if progress else None)
-        _check_replaceable(out)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
