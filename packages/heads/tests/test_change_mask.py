@@ -33,7 +33,7 @@ def test_head_learns_where_the_dates_differ():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.5 * first
+    assert float(loss.detach()) < 0.5 * first
     head.eval()
     pred = head(_features(changed), 32)[:, 0] > 0
     assert (pred == target.bool()).float().mean() > 0.9

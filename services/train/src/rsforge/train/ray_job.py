@@ -25,9 +25,11 @@ class TrainResult:
 
 
 def ensure_ray(address: str | None) -> None:
-    """Local Ray is the embedded default; an address joins an existing cluster."""
+    """Local Ray is the embedded default; an address joins an existing cluster. The dashboard stays on
+    (Ray's default, bound to localhost): Ray Train V2 watches its controller through the State API
+    that the dashboard serves, and warns every few seconds without it."""
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        ray.init(address=address)
 
 
 def train_with_ray(
