@@ -25,7 +25,8 @@ def ray_session():
     import ray
 
     # More logical CPUs than cores: a 2-worker trainer and a Serve replica may coexist in one session.
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # The dashboard stays on: Ray Train V2 checks its controller through the State API it serves.
+    ray.init(num_cpus=4, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
