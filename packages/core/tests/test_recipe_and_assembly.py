@@ -81,7 +81,7 @@ def test_failed_save_leaves_the_previous_copy_whole(tmp_path, toy_plugins, monke
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("rsforge.core.model.save_model", boom)
+    monkeypatch.setattr("rsforge.core.model.save_file", boom)
     with pytest.raises(OSError, match="disk full"):
         model.save_pretrained(tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
@@ -110,3 +110,31 @@ def test_wrong_image_shape_is_a_clear_error(toy_plugins):
     model = assemble(parse_recipe(toy_recipe(), toy_plugins.registry), toy_plugins)
     with pytest.raises(ValueError, match=r"images must be \(B, 1, 3, 16, 16\), got \(2, 3, 16, 16\)"):
         model.encode(torch.rand(2, 3, 16, 16))
+
+
+def test_weights_from_source_are_not_saved_and_come_back_from_the_source(tmp_path, toy_plugins):
+    from safetensors.torch import load_file
+
+    raw = toy_recipe(bridges=[{"name": "toy_bridge", "frozen_source_seed": 7}])
+    torch.manual_seed(0)
+    model = assemble(parse_recipe(raw, toy_plugins.registry), toy_plugins).eval()
+    model.save_pretrained(tmp_path / "m")
+    saved = load_file(str(tmp_path / "m" / "model.safetensors"))
+    assert "bridges.0.base.weight" not in saved  # frozen, from the source
+    assert "bridges.0.base.bias" not in saved
+    assert "bridges.0.proj.weight" in saved  # trainable: saved
+    again = RSForgeModel.from_pretrained(tmp_path / "m", plugins=toy_plugins)
+    assert torch.equal(again.bridges[0].base.weight, model.bridges[0].base.weight)
+
+
+def test_tied_weights_are_stored_once_and_reload_tied(tmp_path, toy_plugins):
+    from safetensors.torch import load_file
+
+    raw = toy_recipe(bridges=[{"name": "toy_bridge", "tie": True}])
+    model = assemble(parse_recipe(raw, toy_plugins.registry), toy_plugins)
+    model.save_pretrained(tmp_path / "m")
+    saved = load_file(str(tmp_path / "m" / "model.safetensors"))
+    assert ("bridges.0.proj.weight" in saved) != ("bridges.0.tied.weight" in saved)
+    again = RSForgeModel.from_pretrained(tmp_path / "m", plugins=toy_plugins)
+    assert torch.equal(again.bridges[0].tied.weight, model.bridges[0].proj.weight)
+    assert again.bridges[0].tied.weight is again.bridges[0].proj.weight

@@ -28,6 +28,8 @@ class ToyEncoder(Encoder):
 
 class ToyBridgeConfig(BridgeConfig):
     num_queries: int = 4
+    frozen_source_seed: int | None = None  # stands in for a pretrained checkpoint the config names
+    tie: bool = False
 
 
 class ToyBridge(Bridge):
@@ -35,6 +37,17 @@ class ToyBridge(Bridge):
         super().__init__()
         self.in_dim, self.out_dim = config.in_dim, config.out_dim or config.in_dim
         self.proj = nn.Linear(self.in_dim, self.out_dim)
+        if config.frozen_source_seed is not None:
+            # "Loads" fixed weights from its source, freezes them, and adds a trainable part.
+            self.weights_from_source = True
+            self.base = nn.Linear(self.out_dim, self.out_dim)
+            with torch.no_grad():
+                self.base.weight.copy_(torch.randn(self.out_dim, self.out_dim,
+                                                   generator=torch.Generator().manual_seed(config.frozen_source_seed)))
+            self.base.requires_grad_(False)
+        if config.tie:
+            self.tied = nn.Linear(self.in_dim, self.out_dim)
+            self.tied.weight = self.proj.weight
 
     def forward(self, features: VisualFeatures) -> VisualFeatures:
         return VisualFeatures(self.proj(features.tokens), features.maps)

@@ -1,5 +1,9 @@
 """What flows between parts, and the small interfaces each kind of part implements.
 
+A part whose frozen weights come from a source its config names (a pretrained checkpoint, a LoRA
+base model) sets `weights_from_source = True`: `save_pretrained` then stores only its trainable
+parameters and buffers, and `from_pretrained` gets the rest from the source again.
+
 Shapes: `T` is the number of images per sample (2 for a before/after pair, 1 for a single image
 or after a bridge fused the two dates). Encoders see `(B*T, 3, H, W)` and return per-image
 features; the model container folds them back to `(B, T, ...)`.
@@ -34,6 +38,7 @@ class VisualFeatures:
 class Encoder(nn.Module):
     """images (B, 3, H, W) in [0, 1] -> tokens (B, N, D) and maps [(B, C_i, H_i, W_i)]."""
 
+    weights_from_source: bool = False
     out_dim: int
     map_channels: list[int]
     image_size: int
@@ -57,6 +62,7 @@ class Decoder(nn.Module):
     """A language model that reads visual tokens (B, N, hidden_size) followed by a conversation."""
 
     hidden_size: int
+    weights_from_source: bool = False
 
     def forward(self, visual: torch.Tensor, conversations: list[list[Turn]]) -> torch.Tensor:
         """Mean cross-entropy over assistant tokens only."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rsforge.core.atomic import atomic_dir
@@ -128,13 +128,51 @@ class RSForgeModel(nn.Module):
             for path, name, m in rows
         ]
 
+    def _not_saved(self) -> set[str]:
+        """Frozen parameters of parts whose weights come from a source named in the recipe (a
+        pretrained LM, a LoRA base): the recipe rebuilds them, so saving them again would only copy
+        gigabytes. Everything trainable, and every buffer, is saved."""
+        skipped: set[str] = set()
+        for prefix, module in self.named_modules():
+            if getattr(module, "weights_from_source", False):
+                skipped.update(name for name, p in module.named_parameters(prefix=prefix) if not p.requires_grad)
+        return skipped
+
+    def _state_to_save(self) -> tuple[dict[str, torch.Tensor], set[str]]:
+        """The state dict minus source weights, each shared (tied) tensor stored once; also the
+        names that a reload may find missing."""
+        skipped = self._not_saved()
+        state, seen, may_miss = {}, {}, set(skipped)
+        for name, tensor in self.state_dict().items():
+            if name in skipped:
+                continue
+            key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+            if key in seen:
+                may_miss.add(name)  # a tied alias: loading its twin fills it
+                continue
+            seen[key] = name
+            state[name] = tensor.detach().contiguous()
+        return state, may_miss
+
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write `recipe.yaml` + `model.safetensors`, atomically (a crash leaves the old copy whole)."""
         directory = Path(directory)
+        state, _ = self._state_to_save()
         with atomic_dir(directory) as tmp:
             (tmp / RECIPE_FILE).write_text(self.recipe.to_yaml())
-            save_model(self, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "rsforge": "1"})
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "rsforge": "1"})
         return directory
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load `model.safetensors` written by `save_pretrained`; anything else missing is an error."""
+        state = load_file(str(path))
+        _, may_miss = self._state_to_save()
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = sorted(set(missing) - may_miss)
+        if missing or unexpected:
+            raise ValueError(
+                f"{path} does not fit the recipe: missing {missing[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
 
     @classmethod
     def from_pretrained(
@@ -160,9 +198,5 @@ class RSForgeModel(nn.Module):
         plugins = plugins or PluginManager()
         recipe = parse_recipe(yaml.safe_load(recipe_path.read_text()), plugins.registry, source=str(recipe_path))
         model = assemble(recipe, plugins)
-        missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
-        if missing or unexpected:
-            raise ValueError(
-                f"{weights} does not fit the recipe: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
-            )
+        model.load_weights(weights)
         return model.to(device).eval()
