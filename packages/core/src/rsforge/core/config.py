@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PartConfig(BaseModel):
@@ -49,4 +49,6 @@ class RewardConfig(PartConfig):
 
 
 class DatasetConfig(PartConfig):
-    pass
+    """`weight`: this dataset's share of the training mixture when a recipe lists several."""
+
+    weight: float = Field(1.0, gt=0)

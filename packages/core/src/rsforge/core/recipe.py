@@ -45,8 +45,8 @@ class EvalConfig(BaseModel):
     panels: int = Field(4, ge=0, description="before/after/mask panels written to the report")
 
 
-SINGLE_PARTS = {"encoder": "encoder", "decoder": "decoder", "data": "dataset"}
-LIST_PARTS = {"bridges": "bridge", "heads": "head", "rewards": "reward"}
+SINGLE_PARTS = {"encoder": "encoder", "decoder": "decoder"}
+LIST_PARTS = {"bridges": "bridge", "heads": "head", "rewards": "reward", "data": "dataset"}
 
 
 class Recipe(BaseModel):
@@ -60,14 +60,15 @@ class Recipe(BaseModel):
     decoder: PartConfig | None = None
     heads: list[PartConfig] = []
     rewards: list[PartConfig] = []
-    data: PartConfig | None = None
+    data: list[PartConfig] = Field([], description="datasets; several make a mixture weighted by `weight`")
+    prompts: dict[str, str] = Field({}, description="task -> prompt text, overriding the built-in prompts")
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     source: str | None = Field(None, exclude=True, description="file the recipe came from")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
-        for key in ("encoder", "decoder", "data"):
+        for key in ("encoder", "decoder"):
             part = getattr(self, key)
             if part is not None:
                 out[key] = part.model_dump(mode="json")
@@ -75,6 +76,8 @@ class Recipe(BaseModel):
             parts = getattr(self, key)
             if parts:
                 out[key] = [p.model_dump(mode="json") for p in parts]
+        if self.prompts:
+            out["prompts"] = dict(self.prompts)
         out["train"] = self.train.model_dump(mode="json")
         out["eval"] = self.eval.model_dump(mode="json")
         return out
@@ -129,7 +132,7 @@ def _validation_message(exc: ValidationError, path: str) -> str:
 def parse_recipe(raw: Any, registry: Registry, *, source: str | None = None) -> Recipe:
     if not isinstance(raw, dict):
         raise RecipeError(f"{source or 'recipe'}: the top level must be a mapping")
-    known = {"name", "train", "eval", *SINGLE_PARTS, *LIST_PARTS}
+    known = {"name", "train", "eval", "prompts", *SINGLE_PARTS, *LIST_PARTS}
     for key in raw:
         if key not in known:
             raise RecipeError(f"{key}: unknown top-level key; known keys: {', '.join(sorted(known))}")
@@ -141,8 +144,15 @@ def parse_recipe(raw: Any, registry: Registry, *, source: str | None = None) -> 
     for key, kind in SINGLE_PARTS.items():
         if raw.get(key) is not None:
             values[key] = _validate_part(registry, kind, raw[key], key)
+    if raw.get("prompts") is not None:
+        prompts = raw["prompts"]
+        if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+            raise RecipeError("prompts: expected a mapping of task name -> prompt text")
+        values["prompts"] = {str(k): v for k, v in prompts.items()}
     for key, kind in LIST_PARTS.items():
         items = raw.get(key) or []
+        if key == "data" and isinstance(items, dict):  # one dataset needs no list
+            items = [items]
         if not isinstance(items, list):
             raise RecipeError(f"{key}: expected a list of parts, got {type(items).__name__}")
         values[key] = [_validate_part(registry, kind, item, f"{key}[{i}]") for i, item in enumerate(items)]
