@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rsforge-installed
-PACKAGES := packages/core packages/encoders packages/bridges packages/decoders packages/heads \
+PACKAGES := packages/core packages/encoders[hf] packages/bridges packages/decoders packages/heads \
             packages/rewards services/train services/serve
-PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+PYPROJECTS := $(addsuffix /pyproject.toml,$(subst [hf],,$(PACKAGES)))
 
 .PHONY: install demo test lint clean
 
@@ -17,7 +17,7 @@ $(STAMP): $(PYPROJECTS) Makefile
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -qq pytest ruff openai hatchling editables
-	$(PY) -m pip install -qq $(addprefix -e ,$(PACKAGES))
+	$(PY) -m pip install -qq $(foreach p,$(PACKAGES),-e '$(p)')
 	touch $(STAMP)
 
 demo: install

@@ -49,12 +49,12 @@ def hf_generate(dec: HFCausalLM, visual: torch.Tensor, convs, new_tokens: int) -
 
 
 def rsforge_generate(dec: HFCausalLM, visual: torch.Tensor, convs, new_tokens: int) -> None:
-    # The eos id is masked so every row runs the full length, as in the other two.
-    eos, dec.eos_id = dec.eos_id, -1
+    # No stop ids, so every row runs the full length, as in the other two.
+    stop_ids, dec.stop_ids = dec.stop_ids, []
     try:
         dec.generate(visual, convs, max_new_tokens=new_tokens)
     finally:
-        dec.eos_id = eos
+        dec.stop_ids = stop_ids
 
 
 def tokens_per_second(fn, dec, batch: int, visual_tokens: int, new_tokens: int, repeats: int) -> float:

@@ -39,7 +39,10 @@ def _run(kind: str, part, config):
         assert out.tokens.shape[-1] == part.out_dim and out.tokens.dtype == torch.float32
         return [out.tokens], out.tokens.square().mean()
     if kind == "decoder":
-        visual = torch.randn(2, 3, part.hidden_size, generator=g)
+        if getattr(part, "reads_images", False):  # a VLM with its own vision tower reads (B, T, 3, S, S) images
+            visual = torch.rand(2, part.num_images, 3, part.image_size, part.image_size, generator=g)
+        else:
+            visual = torch.randn(2, 3, part.hidden_size, generator=g)
         convs = [[Turn("user", "a"), Turn("assistant", "new building")], [Turn("user", "building")]]
         loss = part(visual, [convs[0], convs[0]])
         assert loss.dim() == 0 and torch.isfinite(loss)

@@ -29,8 +29,8 @@ def test_unknown_part_name_lists_the_known_ones(toy_plugins):
 def test_unknown_top_level_key_and_missing_encoder(toy_plugins):
     with pytest.raises(RecipeError, match=r"trian: unknown top-level key"):
         parse_recipe(toy_recipe(trian={}), toy_plugins.registry)
-    with pytest.raises(RecipeError, match=r"encoder: missing"):
-        parse_recipe({"name": "x"}, toy_plugins.registry)
+    with pytest.raises(AssemblyError, match=r"encoder: missing; only a decoder that reads images itself"):
+        assemble(parse_recipe({"name": "x"}, toy_plugins.registry), toy_plugins)
     with pytest.raises(RecipeError, match=r"train\.epochs: Input should be greater than or equal to 1"):
         parse_recipe(toy_recipe(train={"epochs": 0}), toy_plugins.registry)
 

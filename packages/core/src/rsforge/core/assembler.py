@@ -28,6 +28,14 @@ def assemble(recipe: Recipe, plugins: PluginManager, *, device: str | torch.devi
     place = torch.device(device) if device is not None else contextlib.nullcontext()
     with place:
         decoder = _build(plugins, "decoder", recipe.decoder, "decoder") if recipe.decoder else None
+        if decoder is not None and decoder.reads_images:
+            # A VLM with its own vision tower: no encoder, bridges or heads would ever run.
+            extra = [k for k in ("encoder", "bridges", "heads") if getattr(recipe, k)]
+            if extra:
+                raise AssemblyError(f"decoder ({recipe.decoder.name}) reads the images itself; drop {', '.join(extra)}")
+            return RSForgeModel(recipe, encoder=None, bridges=[], decoder=decoder, heads=[])
+        if recipe.encoder is None:
+            raise AssemblyError("encoder: missing; only a decoder that reads images itself works without one")
         encoder = _build(plugins, "encoder", recipe.encoder, "encoder")
 
         dim, upstream, dates = encoder.out_dim, _label("encoder", recipe.encoder), None

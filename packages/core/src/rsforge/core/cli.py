@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rsforge.core import __version__
 from rsforge.core.errors import AssemblyError, PluginError, RecipeError
 from rsforge.core.plugins import PluginManager
 from rsforge.core.registry import KINDS
+from rsforge.core.tasks import task_names
 
 
 def _plugins_command(args) -> int:
@@ -63,6 +65,47 @@ def _data_synth_command(args) -> int:
     return 0
 
 
+def _data_check_command(args) -> int:
+    from rsforge.core.data.check import check_dataset, format_report
+    from rsforge.core.data.common import SPLITS
+
+    if args.format == "synth":
+        raise ValueError("check a synthetic dataset's folder with the format of the part to read "
+                         "(levir_cc, changechat; scenes/: coco_captions, class_folders; objects/: rsvqa, rsvg, dota)")
+    spec = args.plugins.registry.get("dataset", args.format, path="--format")
+    options = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        options[key] = value
+    config = spec.config(name=args.format, root=str(args.root), **options)
+    report = check_dataset(spec.load_factory(), config, [args.split] if args.split else SPLITS, args.max_images)
+    print(format_report(report, args.root, args.format))
+    return 0 if report.usable else 1
+
+
+def _eval_command(args) -> int:
+    from rsforge.core.evaluate import evaluate_task, load_eval_samples, metrics_table, select_task, write_evaluation
+    from rsforge.core.model import RSForgeModel
+
+    samples = load_eval_samples(args.plugins, args.split, recipe=args.data, fmt=args.format, root=args.root)
+    samples = select_task(samples, args.task, args.limit)
+    model = RSForgeModel.from_pretrained(args.model, plugins=args.plugins)
+    cfg = model.recipe.eval
+    evaluation = evaluate_task(
+        model, samples, args.task, batch_size=args.batch_size or cfg.batch_size,
+        max_new_tokens=args.max_new_tokens or cfg.max_new_tokens, normalized_coords=args.normalized_coords,
+    )
+    out = args.out or Path("runs/eval") / Path(args.model).name / f"{args.task}-{args.split}"
+    info = {"model": str(args.model), "data": args.data or f"{args.format}:{args.root}", "task": args.task,
+            "split": args.split, "samples": len(samples)}
+    write_evaluation(out, evaluation, info)
+    print(metrics_table(evaluation.metrics), end="")
+    print(f"wrote metrics.json, metrics.md and predictions.jsonl to {out}")
+    return 0
+
+
 def build_parser(plugins: PluginManager) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rsforge", description="Remote-sensing vision-language models from parts that snap together."
@@ -87,6 +130,34 @@ def build_parser(plugins: PluginManager) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     p.set_defaults(func=_data_synth_command)
+    p = data.add_parser(
+        "check", help="read a dataset with its reader; print statistics and the problems found (no training)",
+        description="Read a dataset with a registered reader and print samples per split, tasks, answer "
+        "lengths, references per sample, a sample of image sizes and every problem found (missing or "
+        "unreadable files, empty answers). Exit code 0 when some split is usable, 1 when nothing is.",
+    )  # fmt: skip
+    p.add_argument("root", help="dataset folder")
+    p.add_argument("--format", required=True, help="dataset reader, e.g. levir_cc, rsvqa (see `rsforge plugins`)")
+    p.add_argument("--split", help="check only this split (default: train, val and test)")
+    p.add_argument("--set", action="append", metavar="K=V", help="reader option, e.g. images_dir=imgs; repeatable")
+    p.add_argument("--max-images", type=int, default=50, help="images decoded per split (default 50)")
+    p.set_defaults(func=_data_check_command)
+
+    p = sub.add_parser("eval", help="score a saved model on one task of a dataset split; write metrics, predictions")
+    p.add_argument("--model", required=True, help="saved model directory (recipe.yaml + model.safetensors)")
+    p.add_argument("--task", required=True, choices=task_names(), help="task whose samples are scored")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="recipe YAML whose data section names the datasets")
+    source.add_argument("--format", help="registered dataset reader (see `rsforge plugins`), with --root")
+    p.add_argument("--root", help="dataset folder for --format")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--batch-size", type=int, help="samples per batch (default: the model recipe's eval.batch_size)")
+    p.add_argument("--max-new-tokens", type=int, help="answer length limit (default: the recipe's eval setting)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N samples of the task")
+    p.add_argument("--normalized-coords", action="store_true",
+                   help="the model answers boxes in 0-1000 normalised coordinates (default: pixels)")
+    p.add_argument("--out", help="output folder (default: runs/eval/<model>/<task>-<split>)")
+    p.set_defaults(func=_eval_command)
 
     plugins.add_commands(sub)
     return parser

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,9 +20,12 @@ class PartConfig(BaseModel):
 
 
 class EncoderConfig(PartConfig):
-    """Encoders read images of `image_size` pixels, already scaled to [0, 1]; they normalise."""
+    """Encoders read images of `image_size` pixels, already scaled to [0, 1]; they normalise.
+    `interpolation` is how the data loader should resize images to `image_size` (the filter the
+    encoder was trained with)."""
 
     image_size: int = 224
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
 
 
 class BridgeConfig(PartConfig):

@@ -42,6 +42,7 @@ class Encoder(nn.Module):
     out_dim: int
     map_channels: list[int]
     image_size: int
+    interpolation: str
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         raise NotImplementedError
@@ -59,10 +60,15 @@ class Bridge(nn.Module):
 
 
 class Decoder(nn.Module):
-    """A language model that reads visual tokens (B, N, hidden_size) followed by a conversation."""
+    """A language model that reads visual tokens (B, N, hidden_size) followed by a conversation.
+
+    A decoder with `reads_images = True` owns its vision tower (a multi-image VLM): it reads the raw
+    images (B, T, 3, S, S) instead of visual tokens, declares `image_size` and `num_images`, and its
+    recipe has no encoder, bridges or heads."""
 
     hidden_size: int
     weights_from_source: bool = False
+    reads_images: bool = False
 
     def forward(self, visual: torch.Tensor, conversations: list[list[Turn]]) -> torch.Tensor:
         """Mean cross-entropy over assistant tokens only."""
@@ -77,11 +83,13 @@ class Decoder(nn.Module):
         max_new_tokens: int = 32,
         temperature: float = 0.0,
         top_p: float = 1.0,
+        num_beams: int = 1,
+        num_return_sequences: int = 1,
+        stop: list[str] | None = None,
     ) -> list[str]:
+        """Greedy (temperature 0), sampling (temperature, top_p) or beam search (num_beams > 1);
+        `num_return_sequences` answers per input, input-major; a row ends at any `stop` string."""
         raise NotImplementedError
-
-    def save_extras(self, directory) -> None:
-        """Write files the part needs besides its weights (a tokenizer, say)."""
 
 
 class Head(nn.Module):

@@ -24,6 +24,9 @@ class RSForgeModel(nn.Module):
     def __init__(self, recipe: Recipe, *, encoder, bridges, decoder, heads) -> None:
         super().__init__()
         self.recipe = recipe
+        # A decoder that reads images itself (a VLM with its own vision tower) gets the raw images
+        # and the model has no encoder (the assembler checks the recipe names none).
+        self.reads_images = decoder is not None and decoder.reads_images
         self.encoder = encoder
         self.bridges = nn.ModuleList(bridges)
         self.decoder = decoder
@@ -31,10 +34,18 @@ class RSForgeModel(nn.Module):
 
     @property
     def image_size(self) -> int:
-        return self.encoder.image_size
+        return self.decoder.image_size if self.reads_images else self.encoder.image_size
+
+    @property
+    def interpolation(self) -> str:
+        """The resampling filter images are resized with before they reach the model: the encoder's
+        recorded choice, so serving preprocesses exactly as training did."""
+        return "bilinear" if self.encoder is None else self.encoder.interpolation
 
     @property
     def num_images(self) -> int:
+        if self.reads_images:
+            return self.decoder.num_images
         two_dates = any(b.bitemporal for b in self.bridges) or len(self.heads) > 0
         return 2 if two_dates else 1
 
@@ -44,16 +55,26 @@ class RSForgeModel(nn.Module):
 
     def encode(self, images: torch.Tensor) -> VisualFeatures:
         """images (B, T, 3, S, S) -> features with the dates kept apart as T."""
-        if images.dim() != 5 or images.shape[1] != self.num_images:
-            raise ValueError(
-                f"images must be (B, {self.num_images}, 3, {self.image_size}, {self.image_size}), "
-                f"got {tuple(images.shape)}"
-            )
+        self._check_images(images)
         b, t = images.shape[:2]
         tokens, maps = self.encoder(images.flatten(0, 1))
         return VisualFeatures(
             tokens=tokens.unflatten(0, (b, t)), maps=[m.unflatten(0, (b, t)) for m in maps]
         )
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        if images.dim() != 5 or images.shape[1] != self.num_images:
+            raise ValueError(
+                f"images must be (B, {self.num_images}, 3, {self.image_size}, {self.image_size}), "
+                f"got {tuple(images.shape)}"
+            )
+
+    def decoder_input(self, images: torch.Tensor) -> torch.Tensor:
+        """What the decoder reads: visual tokens (B, N, D), or the images themselves."""
+        if self.reads_images:
+            self._check_images(images)
+            return images
+        return self.visual_tokens(self.encode(images))
 
     def visual_tokens(self, features: VisualFeatures) -> torch.Tensor:
         for bridge in self.bridges:
@@ -62,6 +83,10 @@ class RSForgeModel(nn.Module):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """Training losses of a collated batch; `loss` is the weighted sum the optimiser steps on."""
+        if self.reads_images:
+            losses = {"lm": self.decoder(self.decoder_input(batch["images"]), batch["conversations"])}
+            losses["loss"] = self.recipe.train.lm_loss_weight * losses["lm"]
+            return losses
         features = self.encode(batch["images"])
         losses: dict[str, torch.Tensor] = {}
         total = features.tokens.new_zeros(())
@@ -91,12 +116,16 @@ class RSForgeModel(nn.Module):
         max_new_tokens: int = 32,
         temperature: float = 0.0,
         top_p: float = 1.0,
+        num_beams: int = 1,
+        num_return_sequences: int = 1,
+        stop: list[str] | None = None,
     ) -> list[str]:
+        """Answers to each conversation (ending with a user turn); options as in `Decoder.generate`."""
         if self.decoder is None:
             raise ValueError(f"model '{self.recipe.name}' has no decoder, so it cannot answer in text")
-        visual = self.visual_tokens(self.encode(images))
         return self.decoder.generate(
-            visual, conversations, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p
+            self.decoder_input(images), conversations, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_p=top_p, num_beams=num_beams, num_return_sequences=num_return_sequences, stop=stop,
         )
 
     @torch.no_grad()
@@ -116,7 +145,7 @@ class RSForgeModel(nn.Module):
 
     def parameter_counts(self) -> list[tuple[str, str, int, int]]:
         """(part path, part name, total, trainable) for each part."""
-        rows = [("encoder", self.recipe.encoder.name, self.encoder)]
+        rows = [] if self.encoder is None else [("encoder", self.recipe.encoder.name, self.encoder)]
         bridges = zip(self.recipe.bridges, self.bridges, strict=True)
         rows += [(f"bridges[{i}]", c.name, m) for i, (c, m) in enumerate(bridges)]
         if self.decoder is not None:
@@ -135,7 +164,9 @@ class RSForgeModel(nn.Module):
         skipped: set[str] = set()
         for prefix, module in self.named_modules():
             if getattr(module, "weights_from_source", False):
-                skipped.update(name for name, p in module.named_parameters(prefix=prefix) if not p.requires_grad)
+                # remove_duplicate=False: a tied alias (GPT-2's lm_head = wte) is source weight too.
+                params = module.named_parameters(prefix=prefix, remove_duplicate=False)
+                skipped.update(name for name, p in params if not p.requires_grad)
         return skipped
 
     def _state_to_save(self) -> tuple[dict[str, torch.Tensor], set[str]]:

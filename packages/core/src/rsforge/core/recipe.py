@@ -55,7 +55,7 @@ class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     name: str = "model"
-    encoder: PartConfig
+    encoder: PartConfig | None = Field(None, description="absent only when the decoder reads images itself")
     bridges: list[PartConfig] = []
     decoder: PartConfig | None = None
     heads: list[PartConfig] = []
@@ -88,7 +88,7 @@ class Recipe(BaseModel):
     def prepared(self, corpus: Iterable[str]) -> Recipe:
         texts = list(corpus)
         update: dict[str, Any] = {
-            "encoder": self.encoder.prepare(texts),
+            "encoder": self.encoder.prepare(texts) if self.encoder is not None else None,
             "bridges": [b.prepare(texts) for b in self.bridges],
             "heads": [h.prepare(texts) for h in self.heads],
         }
@@ -136,8 +136,6 @@ def parse_recipe(raw: Any, registry: Registry, *, source: str | None = None) -> 
     for key in raw:
         if key not in known:
             raise RecipeError(f"{key}: unknown top-level key; known keys: {', '.join(sorted(known))}")
-    if "encoder" not in raw:
-        raise RecipeError("encoder: missing; a recipe needs an encoder")
     values: dict[str, Any] = {"source": source}
     if "name" in raw:
         values["name"] = raw["name"]

@@ -1,56 +1,51 @@
 """A Hugging Face causal LM as an rsforge decoder.
 
-Sequence layout (one sample): [visual tokens] <s> USER: text ASSISTANT: answer </s> USER: ... The
-loss covers every assistant answer and its </s>, nothing else. Training pads on the right,
-generation on the left so every row's next token sits at the same position.
+The visual tokens are input embeddings placed where the conversation's first `<image>` is, or
+before everything (see `rsforge.decoders.chat` for the layouts). The loss covers assistant tokens
+only. Training pads on the right, generation on the left so every row's next token sits at the same
+position. Greedy and sampled decoding run rsforge's own KV-cache loop on `inputs_embeds`; beam
+search goes through `transformers`' `generate(inputs_embeds=...)`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, StoppingCriteriaList
 
 from rsforge.core.data.schema import Turn
 from rsforge.core.features import Decoder
+from rsforge.decoders import common
+from rsforge.decoders.chat import IGNORE, ChatFormat, Encoded
 from rsforge.decoders.configs import WORD_LEVEL, HFCausalLMConfig
-from rsforge.decoders.word_level import SPECIALS, TEMPLATE_WORDS, build_tokenizer
+from rsforge.decoders.generation import Generation, StopStrings, check_sampling, finish_texts, pick
 
-IGNORE = -100
-ROLE_PREFIX = {"user": "USER:", "assistant": "ASSISTANT:"}
-
-
-def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
-    drop = sorted_probs.cumsum(-1) - sorted_probs > top_p
-    sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-    return torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+__all__ = ["IGNORE", "HFCausalLM"]
 
 
 class HFCausalLM(Decoder):
     def __init__(self, config: HFCausalLMConfig) -> None:
         super().__init__()
         self.config = config
-        if config.tokenizer == WORD_LEVEL:
-            self.tokenizer = build_tokenizer(config.vocab or SPECIALS + TEMPLATE_WORDS)
-        else:
-            self.tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or config.pretrained)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.lm = self._build_lm(config)
-        if config.freeze:
-            self.lm.requires_grad_(False)
-        self.hidden_size = self.lm.config.hidden_size
-        self.max_context = getattr(self.lm.config, "max_position_embeddings", 2048)
+        self.tokenizer = common.load_tokenizer(config)
+        lm = self._build_lm(config)
+        self.lm = common.set_training_mode(lm, config)
+        # The base weights come back from `pretrained` on reload; only what trains is saved.
+        self.weights_from_source = config.pretrained is not None
+        self.hidden_size = lm.config.hidden_size
+        self.max_context = getattr(lm.config, "max_position_embeddings", 2048)
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id
-        self._role_ids = {role: self._ids(prefix) for role, prefix in ROLE_PREFIX.items()}
+        self.stop_ids = common.stop_token_ids(lm, self.tokenizer)
+        self.chat = ChatFormat(self.tokenizer, common.chat_template(config, self.tokenizer))
 
     def _build_lm(self, config: HFCausalLMConfig) -> nn.Module:
+        dtype = common.DTYPES[config.dtype]
         on_meta = torch.get_default_device().type == "meta"
         if config.pretrained is not None and not on_meta:
-            return AutoModelForCausalLM.from_pretrained(config.pretrained)
+            return AutoModelForCausalLM.from_pretrained(config.pretrained, **common.pretrained_kwargs(config))
         if config.pretrained is not None:  # shape check only: no weights are read
             lm_config = AutoConfig.from_pretrained(config.pretrained)
         else:
@@ -58,59 +53,50 @@ class HFCausalLM(Decoder):
             model_type = options.pop("model_type", None)
             if model_type is None:
                 raise ValueError("decoder.config.model_type: missing (e.g. 'llama', 'gpt2', 'qwen2')")
+            requested_vocab = options.pop("vocab_size", None)
             lm_config = AutoConfig.for_model(model_type, **options)
-        if config.tokenizer == WORD_LEVEL:
-            lm_config.vocab_size = len(self.tokenizer)
-            lm_config.bos_token_id = self.tokenizer.bos_token_id
-            lm_config.eos_token_id = self.tokenizer.eos_token_id
-            lm_config.pad_token_id = self.tokenizer.pad_token_id
-        return AutoModelForCausalLM.from_config(lm_config)
+            if config.tokenizer == WORD_LEVEL:
+                lm_config.vocab_size = common.word_vocab_size(config, self.tokenizer, requested_vocab)
+                lm_config.bos_token_id = self.tokenizer.bos_token_id
+                lm_config.eos_token_id = self.tokenizer.eos_token_id
+                lm_config.pad_token_id = self.tokenizer.pad_token_id
+            elif requested_vocab is not None:
+                lm_config.vocab_size = requested_vocab
+        return AutoModelForCausalLM.from_config(lm_config, dtype=dtype)
 
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm.get_input_embeddings().weight.dtype
 
     def encode_conversation(self, conversation: list[Turn], *, generation_prompt: bool) -> tuple[list[int], list[int]]:
-        """Token ids and labels (answers only) of one conversation."""
-        ids: list[int] = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
-        labels = [IGNORE] * len(ids)
-        for turn in conversation:
-            prefix = self._role_ids[turn.role]
-            text = self._ids(turn.text)
-            ids += prefix + text
-            if turn.role == "assistant":
-                ids.append(self.eos_id)
-                labels += [IGNORE] * len(prefix) + text + [self.eos_id]
-            else:
-                labels += [IGNORE] * (len(prefix) + len(text))
-        if generation_prompt:
-            ids += self._role_ids["assistant"]
-            labels += [IGNORE] * len(self._role_ids["assistant"])
-        return ids, labels
+        """Token ids and labels (assistant tokens only) of one conversation, without the visual tokens."""
+        encoded = self.chat.encode(conversation, generation_prompt=generation_prompt)
+        return encoded.ids, encoded.labels
 
     def _pack(self, visual: torch.Tensor, conversations: list[list[Turn]], *, generation: bool):
         """Embeddings, attention mask and labels of a batch, padded left (generation) or right."""
         if visual.shape[0] != len(conversations):
             raise ValueError(f"{visual.shape[0]} visual inputs but {len(conversations)} conversations")
         n_vis = visual.shape[1]
-        encoded = [self.encode_conversation(c, generation_prompt=generation) for c in conversations]
-        width = n_vis + max(len(ids) for ids, _ in encoded)
+        encoded: list[Encoded] = [self.chat.encode(c, generation_prompt=generation) for c in conversations]
+        width = n_vis + max(len(e.ids) for e in encoded)
         limit = self.max_context - (1 if generation else 0)
         if width > limit:
             raise ValueError(f"prompt of {width} tokens ({n_vis} visual) exceeds the decoder context of {limit}")
         embed = self.lm.get_input_embeddings()
         device = visual.device
         rows, masks, labels = [], [], []
-        for i, (ids, lab) in enumerate(encoded):
-            pad = width - n_vis - len(ids)
-            ids_t = torch.tensor(ids, dtype=torch.long, device=device)
-            pad_t = torch.full((pad,), self.pad_id, dtype=torch.long, device=device)
-            tokens = embed(torch.cat([pad_t, ids_t]) if generation else torch.cat([ids_t, pad_t]))
-            vis = visual[i].to(tokens.dtype)
-            body = [tokens[:pad], vis, tokens[pad:]] if generation else [vis, tokens]
-            rows.append(torch.cat(body))
-            ones = [1] * (n_vis + len(ids))
+        for i, enc in enumerate(encoded):
+            pad = width - n_vis - len(enc.ids)
+            at = enc.slots[0]
+            tokens = embed(torch.tensor(enc.ids, dtype=torch.long, device=device))
+            pad_embeds = embed(torch.full((pad,), self.pad_id, dtype=torch.long, device=device))
+            body = [tokens[:at], visual[i].to(tokens.dtype), tokens[at:]]
+            rows.append(torch.cat([pad_embeds, *body] if generation else [*body, pad_embeds]))
+            ones = [1] * (n_vis + len(enc.ids))
             masks.append([0] * pad + ones if generation else ones + [0] * pad)
-            labels.append([IGNORE] * n_vis + lab + [IGNORE] * pad)
+            lab = enc.labels[:at] + [IGNORE] * n_vis + enc.labels[at:]
+            labels.append([IGNORE] * pad + lab if generation else lab + [IGNORE] * pad)
         attn = torch.tensor(masks, dtype=torch.long, device=device)
         return torch.stack(rows), attn, torch.tensor(labels, dtype=torch.long, device=device)
 
@@ -127,36 +113,84 @@ class HFCausalLM(Decoder):
         max_new_tokens: int = 32,
         temperature: float = 0.0,
         top_p: float = 1.0,
-    ) -> list[str]:
+        num_beams: int = 1,
+        num_return_sequences: int = 1,
+        stop: list[str] | None = None,
+        return_details: bool = False,
+    ) -> list[str] | Generation:
+        """Answers, `num_return_sequences` per input (input-major). Greedy at temperature 0, else
+        multinomial sampling with temperature and top-p; `num_beams > 1`: beam search. A row ends at
+        a stop token or when its text contains one of `stop` (the text is cut there).
+        `return_details=True` returns a `Generation` with the token ids and their log-probs."""
+        check_sampling(temperature, top_p, num_beams, num_return_sequences)
+        stop = list(stop or [])
         embeds, attn, _ = self._pack(visual, conversations, generation=True)
         max_new_tokens = min(max_new_tokens, self.max_context - embeds.shape[1])
+        if num_beams > 1:
+            if return_details:
+                raise ValueError("return_details is for greedy and sampled decoding, not beam search")
+            return self._beam_search(embeds, attn, max_new_tokens, num_beams, num_return_sequences, stop)
+        if num_return_sequences > 1:  # each input's K rollouts are consecutive rows
+            embeds = embeds.repeat_interleave(num_return_sequences, 0)
+            attn = attn.repeat_interleave(num_return_sequences, 0)
+        ids, mask, logprobs = self._decode_loop(embeds, attn, max_new_tokens, temperature, top_p, stop)
+        texts = finish_texts(self.tokenizer, ids.tolist(), self.stop_ids, stop)
+        if not return_details:
+            return texts
+        return Generation(texts=texts, token_ids=ids, mask=mask, logprobs=logprobs)
+
+    def _decode_loop(self, embeds, attn, max_new_tokens: int, temperature: float, top_p: float, stop: list[str]):
+        """rsforge's KV-cache loop: (N, L) token ids (pad after each row's end), the mask of the tokens
+        that count (through the stop token) and their log-probs."""
         positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        batch, device = embeds.shape[0], embeds.device
+        stop_ids = torch.tensor(self.stop_ids, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        tokens, alive, logprobs = [], [], []
         out = self.lm(inputs_embeds=embeds, attention_mask=attn, position_ids=positions, use_cache=True)
-        batch = embeds.shape[0]
-        done = torch.zeros(batch, dtype=torch.bool, device=embeds.device)
-        generated: list[torch.Tensor] = []
         for _ in range(max_new_tokens):
-            logits = out.logits[:, -1].float()
-            if temperature > 0:
-                probs = _top_p_filter((logits / temperature).softmax(-1), top_p)
-                token = torch.multinomial(probs, 1).squeeze(1)
-            else:
-                token = logits.argmax(-1)
-            token = token.masked_fill(done, self.pad_id)
-            generated.append(token)
-            done |= token == self.eos_id
+            token, logprob = pick(out.logits[:, -1].float(), temperature, top_p)
+            tokens.append(token.masked_fill(done, self.pad_id))
+            alive.append(~done)
+            logprobs.append(logprob.masked_fill(done, 0.0))
+            done |= torch.isin(token, stop_ids)
+            if stop:
+                texts = self.tokenizer.batch_decode(torch.stack(tokens, 1), skip_special_tokens=True)
+                done |= torch.tensor([any(s in t for s in stop) for t in texts], device=device)
             if bool(done.all()):
                 break
             attn = torch.cat([attn, attn.new_ones(batch, 1)], dim=1)
             positions = positions[:, -1:] + 1
-            out = self.lm(input_ids=token[:, None], attention_mask=attn, position_ids=positions,
+            out = self.lm(input_ids=tokens[-1][:, None], attention_mask=attn, position_ids=positions,
                           past_key_values=out.past_key_values, use_cache=True)
-        if not generated:
-            return [""] * batch
-        ids = torch.stack(generated, dim=1).tolist()
-        texts = []
-        for row in ids:
-            if self.eos_id in row:
-                row = row[: row.index(self.eos_id)]
-            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
-        return texts
+        if not tokens:
+            empty = torch.empty(batch, 0, device=device)
+            return empty.long(), empty.bool(), empty
+        return torch.stack(tokens, 1), torch.stack(alive, 1), torch.stack(logprobs, 1)
+
+    def _beam_search(self, embeds, attn, max_new_tokens: int, num_beams: int, num_return: int, stop: list[str]):
+        criteria = StoppingCriteriaList([StopStrings(self.tokenizer, stop, 0)]) if stop else None
+        out = self.lm.generate(
+            inputs_embeds=embeds, attention_mask=attn, max_new_tokens=max_new_tokens, num_beams=num_beams,
+            num_return_sequences=num_return, do_sample=False, eos_token_id=self.stop_ids, pad_token_id=self.pad_id,
+            stopping_criteria=criteria,
+        )
+        return finish_texts(self.tokenizer, out.tolist(), self.stop_ids, stop)
+
+    def continuation_logits(
+        self, visual: torch.Tensor, conversations: list[list[Turn]], token_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits (N, L, V) that predict `token_ids` (N, L) after each prompt, with gradient: SCST's
+        policy term and entropy regulariser read them. Rows past a sequence's end are don't-care."""
+        embeds, attn, _ = self._pack(visual, conversations, generation=True)
+        new = self.lm.get_input_embeddings()(token_ids)
+        full_attn = torch.cat([attn, attn.new_ones(token_ids.shape)], dim=1)
+        positions = (full_attn.cumsum(-1) - 1).clamp(min=0)
+        logits = self.lm(inputs_embeds=torch.cat([embeds, new], 1), attention_mask=full_attn,
+                         position_ids=positions).logits
+        prompt = embeds.shape[1]
+        return logits[:, prompt - 1 : prompt - 1 + token_ids.shape[1]]
+
+    def export_adapter(self, directory: str | Path) -> Path:
+        """Write the LoRA adapters as a standard peft folder (loadable with `PeftModel.from_pretrained`)."""
+        return common.export_adapter(self.lm, directory)

@@ -92,6 +92,7 @@ class ChatDeployment:
             model_name=self.name,
             num_images=self.model.num_images,
             image_size=self.model.image_size,
+            interpolation=self.model.interpolation,
         )
         try:
             answer = await asyncio.to_thread(self._generate, chat)

@@ -95,7 +95,9 @@ def load_json(raw: bytes) -> Any:
         raise APIError(400, f"the request body is not valid JSON: {exc}") from None
 
 
-def parse_chat_request(body: Any, *, model_name: str, num_images: int, image_size: int) -> ChatRequest:
+def parse_chat_request(
+    body: Any, *, model_name: str, num_images: int, image_size: int, interpolation: str = "bilinear"
+) -> ChatRequest:
     """Validate an OpenAI chat-completion request body for the served model `model_name`, which reads
     `num_images` images of `image_size` pixels per conversation."""
     if not isinstance(body, dict):
@@ -139,7 +141,7 @@ def parse_chat_request(body: Any, *, model_name: str, num_images: int, image_siz
             f"but the messages hold {_images(len(image_bytes))}",
             param="messages",
         )
-    images = [_decode_image(data, image_size, param) for param, data in image_bytes]
+    images = [_decode_image(data, image_size, interpolation, param) for param, data in image_bytes]
     return ChatRequest(model, conversation, torch.stack(images), max_tokens, temperature, top_p)
 
 
@@ -253,9 +255,9 @@ def _image_url_bytes(image_url: Any, where: str) -> bytes:
         ) from None
 
 
-def _decode_image(data: bytes, image_size: int, where: str) -> torch.Tensor:
+def _decode_image(data: bytes, image_size: int, interpolation: str, where: str) -> torch.Tensor:
     try:
-        return load_image(data, image_size)
+        return load_image(data, image_size, interpolation=interpolation)
     except ImageError as exc:
         raise APIError(400, f"{where}.url: {exc}", param=f"{where}.url") from None
 

@@ -62,7 +62,7 @@ def plot_panels(model, samples: list[Sample], predictions: dict[str, str], path:
                              gridspec_kw={"hspace": 0.5, "wspace": 0.05})
     size = model.image_size
     for row, sample in zip(axes, samples, strict=True):
-        before, after = (load_image(p, size) for p in sample.images)
+        before, after = (load_image(p, size, interpolation=model.interpolation) for p in sample.images)
         with torch.no_grad():
             pred = model.predict_mask(before[None], after[None])[0].float()
         panels = [before.permute(1, 2, 0), after.permute(1, 2, 0),

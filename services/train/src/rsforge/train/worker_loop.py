@@ -47,7 +47,7 @@ def train_loop_per_worker(config: dict) -> None:
     seed_everything(train_cfg.seed)
 
     model = assemble(recipe, plugins)
-    dataset = SampleDataset(config["samples"], model.image_size)
+    dataset = SampleDataset(config["samples"], model.image_size, model.interpolation)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=train_cfg.seed)
     per_worker = max(train_cfg.batch_size // world, 1)
     loader = DataLoader(dataset, batch_size=per_worker, sampler=sampler, collate_fn=collate, drop_last=True)

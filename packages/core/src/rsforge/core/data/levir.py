@@ -12,18 +12,13 @@ logger with the path at fault and the sample is skipped, so one bad file does no
 
 from __future__ import annotations
 
-import json
-import logging
 from pathlib import Path
 
 from rsforge.core.config import DatasetConfig
+from rsforge.core.data.common import IMAGE_SUFFIXES, SPLITS, log, read_json, read_lines
 from rsforge.core.data.schema import Sample, Turn
 from rsforge.core.prompts import prompt_for
 
-log = logging.getLogger("rsforge.data")
-
-SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CAPTION_FILES = ("captions.json", "LevirCCcaptions.json")
 
 
@@ -61,10 +56,7 @@ def read_levir_cc(
     # Absolute paths: samples travel to Ray workers, whose working directory may differ.
     root = Path(root).resolve()
     path = _captions_path(root, captions_file)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ValueError(f"{path}: invalid JSON: {exc}") from exc
+    data = read_json(path)
     entries = data.get("images") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ValueError(f'{path}: not a LEVIR-CC captions file (expected {{"images": [...]}})')
@@ -150,7 +142,7 @@ def read_levir_cd(root: str | Path, split: str) -> list[Sample]:
             f"splits found: {', '.join(found) or 'none'}"
         )
     if list_file.is_file():
-        names = [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        names = read_lines(list_file)
     else:
         names = sorted(p.name for p in (base / "A").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     prompts = _read_prompts(base / "prompts.txt") if (base / "prompts.txt").is_file() else {}

@@ -1,13 +1,14 @@
 """One sample schema for every task.
 
 Coordinates (boxes, polygons) are in pixels of the first image, origin top-left, x to the right,
-y down; this is the one convention used everywhere in rsforge.
+y down; this is the one convention used everywhere in rsforge. A box is `[x1, y1, x2, y2]`, an
+oriented box the 8-number polygon `[x1, y1, x2, y2, x3, y3, x4, y4]` of its corners.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
 
@@ -28,7 +29,9 @@ class Sample:
 
     `images` and `mask` are file paths, read lazily by the dataset. `references` are all the
     reference answers for the last assistant turn (captioning metrics use them); the
-    conversation's own last answer is one of them.
+    conversation's own last answer is one of them. `boxes` are the targets of grounding tasks
+    (4 or 8 numbers each, see above). `meta` carries what metrics group or check by, e.g.
+    `question_type` (VQA accuracy per type), `candidates` (classification), `expression` (grounding).
     """
 
     id: str
@@ -39,6 +42,7 @@ class Sample:
     boxes: list[list[float]] | None = None
     references: list[str] = field(default_factory=list)
     changed: bool | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.images) <= 2:

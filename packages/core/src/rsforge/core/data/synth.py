@@ -12,10 +12,22 @@ The captions name counts and 3x3-grid locations, so a model that sees the change
 caption. Every random draw comes from numpy Generators seeded from `seed` (one per pair, seeded
 with (`seed`, pair index)), so the same arguments give byte-identical files.
 
-Layout written by `generate` (LEVIR-CD images + LEVIR-CC captions + ChangeChat conversations):
+Besides the pairs, every index gets two single-image scenes, each from its own seeded generator:
+a land-cover scene whose class (residential, forest, water, farmland, bareland, meadow, in turn)
+decides its content, for scene classification and captioning; and an objects scene (buildings,
+some of them rotated, roads, trees, ponds) for grounding (a described building's box), oriented
+boxes (every building's 4-corner polygon) and RSVQA-style questions (presence, count, comparison).
 
-    out/{train,val,test}/{A,B,label}/<split>_000001.png   out/{train,val,test}/prompts.txt
-    out/list/{train,val,test}.txt    out/captions.json    out/conversations.json    out/synth.json
+Layout written by `generate`, each part in a public format its reader reads:
+
+    out/{train,val,test}/{A,B,label}/<split>_000001.png   out/{train,val,test}/prompts.txt  (LEVIR-CD)
+    out/list/{train,val,test}.txt    out/captions.json (LEVIR-CC)    out/conversations.json (ChangeChat)
+    out/scenes/<class>/<split>_000001.png   out/scenes/list/<split>.txt   (class folders)
+    out/scenes/captions.json                                             (COCO captions, `split` field)
+    out/objects/images/<id>.png   out/objects/{train,val,test}.txt       (shared by the three below)
+    out/objects/labelTxt/<id>.txt (DOTA)   out/objects/Annotations/<id>.xml (RSVG)
+    out/objects/synth_split_<split>_{questions,answers,images}.json      (RSVQA)
+    out/synth.json
 """
 
 from __future__ import annotations
@@ -27,7 +39,8 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from xml.sax.saxutils import escape
 
 import numpy as np
 from PIL import Image
@@ -36,11 +49,12 @@ from tqdm import tqdm
 
 from rsforge.core.atomic import atomic_dir
 from rsforge.core.config import DatasetConfig
+from rsforge.core.data.common import number
 from rsforge.core.data.levir import read_levir_cc
 from rsforge.core.data.schema import Sample
 from rsforge.core.prompts import GRID_CELLS, prompt_for
 
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 SPLITS = ("train", "val", "test")
 NO_CHANGE_FRACTION = 0.27
 MIN_SIZE = 32  # below this, buildings shrink to a couple of pixels and stop looking like buildings
@@ -55,6 +69,11 @@ _TREES = (44, 78, 40)
 _ROAD = (124, 124, 120)
 _MARKING = (206, 204, 192)
 _ROOFS = ((198, 198, 202), (172, 86, 64), (112, 128, 160), (214, 204, 182), (140, 140, 138))
+_ROOF_NAMES = ("white", "red", "blue", "beige", "grey")
+_CROPS = ((96, 140, 62), (190, 176, 96), (122, 150, 70), (168, 132, 86))  # green, ripe, young, ploughed
+LAND_COVER = ("residential", "forest", "water", "farmland", "bareland", "meadow")
+# generator streams of the single-image scenes: seeded (seed, index, tag), apart from the pairs' (seed, index)
+_LAND_TAG, _OBJECTS_TAG = 1, 2
 
 
 # ------------------------------------------------------------------------------------------ drawing
@@ -135,17 +154,59 @@ class _Building:
 
 
 @dataclass
+class _Rotated:
+    """A building turned by `angle` (radians) about its centre; `corners` clockwise on screen."""
+
+    cy: float
+    cx: float
+    half_len: float
+    half_wid: float
+    angle: float
+    colour: tuple[float, float, float]
+    cell: int
+
+    def local(self, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel centres in the building's frame: along its length, across it."""
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        return (xx - self.cx) * c + (yy - self.cy) * s, -(xx - self.cx) * s + (yy - self.cy) * c
+
+    def mask(self, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        u, v = self.local(yy, xx)
+        return (np.abs(u) <= self.half_len) & (np.abs(v) <= self.half_wid)
+
+    def corners(self) -> list[float]:
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        out = []
+        for u, v in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+            du, dv = u * self.half_len, v * self.half_wid
+            out += [round(float(self.cx + du * c - dv * s), 1), round(float(self.cy + du * s + dv * c), 1)]
+        return out
+
+
+@dataclass
+class _Field:
+    """A crop field: its area, the rows ploughed across it, the crop colour."""
+
+    mask: np.ndarray
+    rows: np.ndarray
+    colour: tuple[int, int, int]
+
+
+@dataclass
 class _Scene:
     roads: list[_Road] = field(default_factory=list)
     soil: list[np.ndarray] = field(default_factory=list)
     water: list[np.ndarray] = field(default_factory=list)
     trees: list[np.ndarray] = field(default_factory=list)
     buildings: list[_Building] = field(default_factory=list)
+    rotated: list[_Rotated] = field(default_factory=list)  # the single-image scenes' turned buildings
+    fields: list[_Field] = field(default_factory=list)
 
     def copy(self) -> _Scene:
         return _Scene(
-            list(self.roads), list(self.soil), list(self.water), list(self.trees), list(self.buildings)
-        )
+            list(self.roads), list(self.soil), list(self.water), list(self.trees), list(self.buildings),
+            list(self.rotated), list(self.fields),
+        )  # fmt: skip
 
 
 class _Canvas:
@@ -183,6 +244,10 @@ class _Canvas:
         ):
             for m in masks:
                 img[m] = material[m]
+        for f in scene.fields:  # the land's texture, tinted with the crop colour
+            crop = np.asarray(f.colour, np.float32) + 0.6 * (self.land - self.land.mean(axis=(0, 1)))
+            crop[f.rows] *= 0.8
+            img[f.mask] = crop[f.mask]
         for road in scene.roads:
             m = road.mask(self.size)
             img[m] = self.road[m]
@@ -194,6 +259,10 @@ class _Canvas:
         for b in scene.buildings:
             shadow[b.y0 + d : b.y1 + d, b.x0 + d : b.x1 + d] = True
             roofs[b.y0 : b.y1, b.x0 : b.x1] = True
+        turned = [(r, r.mask(self.yy, self.xx)) for r in scene.rotated]
+        for _, m in turned:
+            shadow[d:, d:] |= m[:-d, :-d]
+            roofs |= m
         img[shadow & ~roofs] *= 0.5
         for b in scene.buildings:
             roof = np.asarray(b.colour, np.float32) + self.roof[b.y0 : b.y1, b.x0 : b.x1, None]
@@ -203,6 +272,10 @@ class _Canvas:
             else:
                 roof[:, (b.x1 - b.x0) // 2 :] *= 0.84
             img[b.y0 : b.y1, b.x0 : b.x1] = roof
+        for r, m in turned:
+            roof = np.asarray(r.colour, np.float32) + self.roof[..., None]
+            roof[r.local(self.yy, self.xx)[1] > 0] *= 0.84  # the ridge runs along the length
+            img[m] = roof[m]
         # the two dates differ in illumination and sensor noise even where nothing changed
         gain = 1 + rng.normal(0, 0.04) + rng.normal(0, 0.02, 3)
         img = img * gain.astype(np.float32) + rng.normal(0, 3, 3).astype(np.float32)
@@ -527,6 +600,267 @@ def _qa(events: list[_Event]) -> list[tuple[str, str, str]]:
     ]
 
 
+# ---------------------------------------------------------------------------- single-image scenes
+def _place_rotated(rng: np.random.Generator, canvas: _Canvas, free: np.ndarray) -> _Rotated | None:
+    """A turned building inside one grid cell (footprint and shadow), on free ground, or None."""
+    size, d = canvas.size, canvas.shadow
+    lo, hi = max(3, round(0.07 * size)), max(4, round(0.16 * size))
+    for _ in range(30):
+        cell = int(rng.integers(9))
+        width, length = np.sort(rng.uniform(lo, hi + 1, 2))
+        angle = float(rng.uniform(np.pi / 12, 5 * np.pi / 12)) * (1 if rng.random() < 0.5 else -1)
+        y0b, y1b, x0b, x1b = _cell_box(cell, size)
+        cy, cx = rng.uniform(y0b, y1b), rng.uniform(x0b, x1b)
+        roof = int(rng.integers(len(_ROOFS)))
+        colour = tuple(float(c) for c in np.asarray(_ROOFS[roof]) + rng.normal(0, 6, 3))
+        r = _Rotated(float(cy), float(cx), float(length) / 2, float(width) / 2, angle, colour, cell)
+        ys, xs = np.nonzero(r.mask(canvas.yy, canvas.xx))
+        if len(ys) == 0:
+            continue
+        top, left, bottom, right = ys.min() - 1, xs.min() - 1, ys.max() + d + 2, xs.max() + d + 2
+        if top >= y0b and left >= x0b and bottom <= y1b and right <= x1b and free[top:bottom, left:right].all():
+            free[top:bottom, left:right] = False
+            return r
+    return None
+
+
+def _roads(rng: np.random.Generator, canvas: _Canvas, scene: _Scene, free: np.ndarray, n: int) -> None:
+    for vertical in [bool(rng.integers(2))] if n == 1 else [False, True][:n]:
+        road = _place_road(rng, canvas, vertical, int(rng.integers(3)))
+        scene.roads.append(road)
+        free &= ~road.mask(canvas.size, margin=1)
+
+
+def _blobs(
+    rng: np.random.Generator, canvas: _Canvas, free: np.ndarray, count: int, radius: tuple[float, float], lobes: int
+) -> np.ndarray:
+    """Large irregular patches anywhere in the scene, on free ground (which they then use)."""
+    size, union = canvas.size, np.zeros((canvas.size, canvas.size), bool)
+    for _ in range(count):
+        cy, cx = rng.uniform(0.15 * size, 0.85 * size, 2)
+        union |= canvas.blob(rng, cy, cx, rng.uniform(*radius) * size, lobes)
+    union &= free
+    free &= ~union
+    return union
+
+
+def _fields(rng: np.random.Generator, size: int, free: np.ndarray) -> list[_Field]:
+    rows_n, cols_n = int(rng.integers(2, 4)), int(rng.integers(2, 4))
+    yy, xx = np.mgrid[0:size, 0:size]
+    period = max(2, round(size / 16))
+    fields = []
+    for r in range(rows_n):
+        for c in range(cols_n):
+            m = np.zeros((size, size), bool)
+            m[r * size // rows_n + 1 : (r + 1) * size // rows_n - 1, c * size // cols_n + 1 : (c + 1) * size // cols_n - 1] = True
+            m &= free
+            rows = ((xx if rng.random() < 0.5 else yy) // period) % 2 == 0
+            fields.append(_Field(m, rows, _CROPS[int(rng.integers(len(_CROPS)))]))
+    return fields
+
+
+_LAND_CAPTIONS = {
+    "residential": ("a residential area with {b} buildings", "{b} houses stand in a residential area",
+                    "many buildings are arranged in a residential area", "houses are built along {r}",
+                    "a residential area with houses and {r}"),
+    "forest": ("a dense forest", "the scene is covered by trees", "a large area of green forest",
+               "many trees grow closely together", "a forest with a dark green canopy"),
+    "water": ("a large lake", "a body of water surrounded by land", "a lake takes up most of the scene",
+              "the dark blue water of a lake", "a wide pond surrounded by grassland"),
+    "farmland": ("farmland divided into {f} fields", "several crop fields with parallel rows",
+                 "{f} fields of different crops", "the farmland is cut into rectangular fields",
+                 "crops are planted in rows"),
+    "bareland": ("a piece of bare land", "the ground is bare with little vegetation", "large areas of bare soil",
+                 "brown bare land without buildings", "the scene is mostly bare soil"),
+    "meadow": ("a green meadow", "an open grassland", "a meadow with few trees", "the scene is covered by grass",
+               "a large area of grass"),
+}  # fmt: skip
+
+
+def _make_land_cover(rng: np.random.Generator, size: int, cls: str) -> tuple[np.ndarray, list[str]]:
+    """A single scene whose content is dominated by land cover `cls`, and 3-5 captions of it."""
+    canvas, scene, free = _Canvas(rng, size), _Scene(), np.ones((size, size), bool)
+    if cls == "residential":
+        _roads(rng, canvas, scene, free, int(rng.integers(1, 3)))
+        for _ in range(int(rng.integers(10, 16))):
+            if (b := _place_building(rng, canvas, free)) is not None:
+                scene.buildings.append(b)
+    elif cls == "forest":
+        _roads(rng, canvas, scene, free, int(rng.integers(0, 2)))
+        scene.trees.append(_blobs(rng, canvas, free, int(rng.integers(4, 7)), (0.3, 0.45), 4))
+    elif cls == "water":
+        scene.water.append(_blobs(rng, canvas, free, 1, (0.5, 0.65), 3))
+        scene.trees.append(_blobs(rng, canvas, free, int(rng.integers(0, 3)), (0.1, 0.15), 3))
+    elif cls == "farmland":
+        _roads(rng, canvas, scene, free, int(rng.integers(0, 2)))
+        scene.fields = _fields(rng, size, free)
+    elif cls == "bareland":
+        scene.soil.append(_blobs(rng, canvas, free, int(rng.integers(4, 6)), (0.35, 0.5), 4))
+    else:  # meadow: open land with a few trees
+        _roads(rng, canvas, scene, free, int(rng.integers(0, 2)))
+        scene.trees.append(_blobs(rng, canvas, free, int(rng.integers(0, 3)), (0.08, 0.14), 3))
+    n_roads = len(scene.roads)
+    values = {"b": len(scene.buildings), "f": len(scene.fields),
+              "r": "a road" if n_roads == 1 else f"{_NUMBER_WORDS.get(n_roads, n_roads)} roads"}  # fmt: skip
+    templates = [t for t in _LAND_CAPTIONS[cls] if n_roads or "{r}" not in t]
+    k = min(len(templates), int(rng.integers(3, 6)))
+    captions = [templates[int(i)].format(**values) for i in rng.choice(len(templates), k, replace=False)]
+    return canvas.render(scene, rng), captions
+
+
+@dataclass
+class _Objects:
+    """An objects scene: the image, each building's polygon, box, roof colour name, cell and area,
+    and what the questions count."""
+
+    image: np.ndarray
+    buildings: list[tuple[list[float], list[float], str, int, float]]
+    roads: int
+    water: int
+    trees: int
+
+
+def _roof_name(colour: tuple[float, float, float]) -> str:
+    distances = [sum((a - b) ** 2 for a, b in zip(colour, roof, strict=True)) for roof in _ROOFS]
+    return _ROOF_NAMES[int(np.argmin(distances))]
+
+
+def _make_objects(rng: np.random.Generator, size: int) -> _Objects:
+    canvas, scene, free = _Canvas(rng, size), _Scene(), np.ones((size, size), bool)
+    _roads(rng, canvas, scene, free, int(rng.choice(3, p=[0.35, 0.4, 0.25])))
+    for _ in range(int(rng.integers(0, 3))):
+        if (patch := _place_patch(rng, canvas, free, (0.3, 0.45), 4, np.zeros_like(free))) is not None:
+            scene.trees.append(patch[0])
+    if rng.random() < 0.4 and (pond := _place_patch(rng, canvas, free, (0.25, 0.35), 2, ~free)):
+        scene.water.append(pond[0])
+    buildings = []
+    for _ in range(int(rng.integers(2, 7))):
+        if rng.random() < 0.5:
+            if (b := _place_building(rng, canvas, free)) is not None:
+                scene.buildings.append(b)
+                polygon = [float(v) for v in (b.x0, b.y0, b.x1, b.y0, b.x1, b.y1, b.x0, b.y1)]
+                buildings.append((polygon, polygon[:2] + polygon[4:6], _roof_name(b.colour), b.cell,
+                                  float((b.x1 - b.x0) * (b.y1 - b.y0))))  # fmt: skip
+        elif (r := _place_rotated(rng, canvas, free)) is not None:
+            scene.rotated.append(r)
+            polygon = r.corners()
+            xs, ys = polygon[0::2], polygon[1::2]
+            box = [max(0.0, min(xs)), max(0.0, min(ys)), min(float(size), max(xs)), min(float(size), max(ys))]
+            buildings.append((polygon, box, _roof_name(r.colour), r.cell, 4 * r.half_len * r.half_wid))
+    return _Objects(canvas.render(scene, rng), buildings, len(scene.roads), len(scene.water), len(scene.trees))
+
+
+def _descriptions(rng: np.random.Generator, buildings: list[tuple]) -> list[str | None]:
+    """A referring expression for each building that singles it out, or None where none does."""
+    colours = [b[2] for b in buildings]
+    cells = [b[3] for b in buildings]
+    areas = [b[4] for b in buildings]
+    out: list[str | None] = []
+    for colour, cell, area in zip(colours, cells, areas, strict=True):
+        where = _pick(rng, _CELL_PHRASES[cell])
+        options = []
+        if sum(c == colour and k == cell for c, k in zip(colours, cells, strict=True)) == 1:
+            options.append(f"the {colour} building {where}")
+        if colours.count(colour) == 1:
+            options.append(f"the {colour} building")
+        if cells.count(cell) == 1:
+            options.append(f"the building {where}")
+        if len(areas) > 1 and area == max(areas) and areas.count(area) == 1:
+            options.append("the largest building")
+        out.append(_pick(rng, tuple(options)) if options else None)
+    return out
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _vqa(rng: np.random.Generator, objects: _Objects) -> list[tuple[str, str, str]]:
+    """RSVQA-style (type, question, answer): one presence, one count and one comparison question."""
+    nb, nr, nw = len(objects.buildings), objects.roads, objects.water
+    presence = (("are there buildings?", nb > 0), ("is there a road?", nr > 0),
+                ("is there a water area?", nw > 0), ("are there trees?", objects.trees > 0))  # fmt: skip
+    comparison = (("are there more buildings than roads?", nb > nr),
+                  ("are there more roads than water areas?", nr > nw),
+                  ("is the number of roads equal to the number of water areas?", nr == nw))  # fmt: skip
+    question, answer = presence[int(rng.integers(len(presence)))]
+    compare, compared = comparison[int(rng.integers(len(comparison)))]
+    return [
+        ("presence", question, _yes(answer)),
+        ("count", "how many buildings are there?", str(nb)),
+        ("comparison", compare, _yes(compared)),
+    ]
+
+
+def _voc_xml(name: str, size: int, objects: list[tuple[list[float], str]]) -> str:
+    """RSVG / DIOR-RSVG style annotation: one `<object>` per described building."""
+    parts = [f"<annotation>\n  <filename>{name}</filename>\n"
+             f"  <size><width>{size}</width><height>{size}</height><depth>3</depth></size>\n"]  # fmt: skip
+    for box, text in objects:
+        x1, y1, x2, y2 = (number(v) for v in box)
+        parts.append(
+            f"  <object>\n    <name>building</name>\n    <bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
+            f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>\n    <description>{escape(text)}</description>\n  </object>\n"
+        )
+    return "".join(parts) + "</annotation>\n"
+
+
+class _SingleImages:
+    """Collects the single-image scenes' annotations while `_write` runs, then writes the files."""
+
+    def __init__(self, out: Path, seed: int, size: int) -> None:
+        self.out, self.seed, self.size = out, seed, size
+        for cls in LAND_COVER:
+            (out / "scenes" / cls).mkdir(parents=True)
+        (out / "scenes" / "list").mkdir()
+        for sub in ("images", "labelTxt", "Annotations"):
+            (out / "objects" / sub).mkdir(parents=True)
+        self.coco: dict[str, list[dict[str, Any]]] = {"images": [], "annotations": []}
+        self.lists: dict[str, list[str]] = {s: [] for s in SPLITS}
+        self.ids: dict[str, list[str]] = {s: [] for s in SPLITS}
+        self.questions: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+        self.answers: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+
+    def add(self, split: str, index: int, name: str, imgid: int) -> None:
+        cls = LAND_COVER[index % len(LAND_COVER)]  # in turn: every split has every class
+        image, captions = _make_land_cover(np.random.default_rng([self.seed, imgid, _LAND_TAG]), self.size, cls)
+        _save_png(image, self.out / "scenes" / cls / name)
+        self.lists[split].append(f"{cls}/{name}")
+        self.coco["images"].append({"id": imgid, "file_name": f"{cls}/{name}", "split": split,
+                                    "width": self.size, "height": self.size})  # fmt: skip
+        for caption in captions:
+            self.coco["annotations"].append({"id": len(self.coco["annotations"]), "image_id": imgid, "caption": caption})
+
+        rng = np.random.default_rng([self.seed, imgid, _OBJECTS_TAG])
+        objects = _make_objects(rng, self.size)
+        stem = str(imgid)  # RSVQA names images by their integer id
+        _save_png(objects.image, self.out / "objects" / "images" / f"{stem}.png")
+        self.ids[split].append(stem)
+        labels = "".join(" ".join(number(v) for v in b[0]) + " building 0\n" for b in objects.buildings)
+        (self.out / "objects" / "labelTxt" / f"{stem}.txt").write_text("imagesource:rsforge-synth\ngsd:null\n" + labels)
+        described = [(b[1], text) for b, text in zip(objects.buildings, _descriptions(rng, objects.buildings), strict=True)
+                     if text is not None]  # fmt: skip
+        (self.out / "objects" / "Annotations" / f"{stem}.xml").write_text(_voc_xml(f"{stem}.png", self.size, described))
+        for qtype, question, answer in _vqa(rng, objects):
+            qid = sum(len(q) for q in self.questions.values())
+            self.questions[split].append({"id": qid, "img_id": imgid, "type": qtype, "question": question,
+                                          "answers_ids": [qid], "active": True})  # fmt: skip
+            self.answers[split].append({"id": qid, "question_id": qid, "answer": answer, "active": True})
+
+    def finish(self) -> None:
+        (self.out / "scenes" / "captions.json").write_text(json.dumps(self.coco))
+        for split in SPLITS:
+            (self.out / "scenes" / "list" / f"{split}.txt").write_text("".join(f"{n}\n" for n in self.lists[split]))
+            (self.out / "objects" / f"{split}.txt").write_text("".join(f"{n}\n" for n in self.ids[split]))
+            prefix = self.out / "objects" / f"synth_split_{split}"
+            Path(f"{prefix}_questions.json").write_text(json.dumps({"questions": self.questions[split]}))
+            Path(f"{prefix}_answers.json").write_text(json.dumps({"answers": self.answers[split]}))
+            images = sorted({q["img_id"] for q in self.questions[split]})
+            Path(f"{prefix}_images.json").write_text(json.dumps({"images": [
+                {"id": i, "questions_ids": [q["id"] for q in self.questions[split] if q["img_id"] == i], "active": True}
+                for i in images]}))  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------ output
 def _split_sizes(n: int, val_frac: float, test_frac: float) -> dict[str, int]:
     n_val, n_test = round(n * val_frac), round(n * test_frac)
@@ -601,6 +935,7 @@ def _write(
     (out / "list").mkdir()
     images: list[dict[str, Any]] = []
     conversations: list[dict[str, Any]] = []
+    singles = _SingleImages(out, seed, size)
     imgid = sentid = 0
     with tqdm(total=n, desc=desc, unit="pair", disable=desc is None) as bar:
         for split in SPLITS:
@@ -627,6 +962,7 @@ def _write(
                     "changeflag": int(bool(pair.events)),
                 })  # fmt: skip
                 conversations += _pair_conversations(split, name, pair)
+                singles.add(split, i, name, imgid)
                 names.append(name)
                 prompt_lines.append(f"{name}  {pair.captions[0]}\n")  # SegChange-R1: name, two spaces, text
                 imgid += 1
@@ -636,6 +972,7 @@ def _write(
             (out / split / "prompts.txt").write_text("".join(prompt_lines))
     (out / "captions.json").write_text(json.dumps({"images": images, "dataset": "rsforge-synth"}))
     (out / "conversations.json").write_text(json.dumps(conversations))
+    singles.finish()
     params = synth_params(n, seed, size, val_frac, test_frac)
     (out / "synth.json").write_text(json.dumps({**params, "splits": sizes}, indent=2) + "\n")
 
@@ -645,25 +982,33 @@ def _pair_conversations(split: str, name: str, pair: _Pair) -> list[dict[str, An
     stem, image = name.removesuffix(".png"), [f"{split}/A/{name}", f"{split}/B/{name}"]
     caption = ("change_captioning", prompt_for("change_captioning"), pair.captions[0])
     entries = [
-        {"id": f"{stem}_{task}", "image": image, "task": task, "conversations": _conversation([(q, a)])}
+        {"id": f"{stem}_{task}", "image": image, "task": task, "split": split,
+         "conversations": _conversation([(q, a)])}
         for task, q, a in (caption, *pair.qa)
-    ]
+    ]  # fmt: skip
     dialogue = [(q, a) for _, q, a in (*pair.qa, caption)]
-    entries.append({"id": f"{stem}_multi_turn", "image": image, "task": "multi_turn",
+    entries.append({"id": f"{stem}_multi_turn", "image": image, "task": "multi_turn", "split": split,
                     "conversations": _conversation(dialogue)})  # fmt: skip
     return entries
 
 
 # ------------------------------------------------------------------------------ dataset registry
+SynthFormat = Literal["levir_cc", "changechat", "coco_captions", "class_folders", "rsvqa", "rsvg", "dota"]
+
+
 class SynthDatasetConfig(DatasetConfig):
     """The synthetic dataset, generated on first use into `root` (default
-    `data/synth-n{n}-s{seed}-{size}px` under the working directory) and reused while it matches."""
+    `data/synth-n{n}-s{seed}-{size}px` under the working directory) and reused while it matches.
+    `format` picks the part read, by the name of its reader: "levir_cc" (change captions, the
+    default), "changechat" (change QA), "coco_captions" / "class_folders" (land-cover scenes),
+    "rsvqa" / "rsvg" / "dota" (objects scenes)."""
 
     name: str = "synth"
     n: int = Field(600, ge=1)
     seed: int = Field(0, ge=0)
     size: int = Field(64, ge=MIN_SIZE)
     root: str | None = None
+    format: SynthFormat = "levir_cc"
 
 
 def _cached(root: Path, params: dict) -> bool:
@@ -675,8 +1020,21 @@ def _cached(root: Path, params: dict) -> bool:
 
 
 def load_synth(config: SynthDatasetConfig, split: str) -> list[Sample]:
-    """Samples of `split`; training gets one sample per reference caption."""
+    """Samples of `split` through the reader of `config.format`; captions for training come one
+    sample per reference."""
+    from rsforge.core.data import captions, changechat, classification, grounding, rsvqa
+
     root = Path(config.root or f"data/synth-n{config.n}-s{config.seed}-{config.size}px")
     if not _cached(root, synth_params(config.n, config.seed, config.size)):
         generate(root, config.n, config.seed, config.size)
-    return read_levir_cc(root, split, per_reference=split == "train")
+    train = split == "train"
+    readers = {
+        "levir_cc": lambda: read_levir_cc(root, split, per_reference=train),
+        "changechat": lambda: changechat.read_changechat(root, split),
+        "coco_captions": lambda: captions.read_coco_captions(root / "scenes", split, per_reference=train),
+        "class_folders": lambda: classification.read_class_folders(root / "scenes", split),
+        "rsvqa": lambda: rsvqa.read_rsvqa(root / "objects", split),
+        "rsvg": lambda: grounding.read_rsvg(root / "objects", split),
+        "dota": lambda: grounding.read_dota(root / "objects", split),
+    }
+    return readers[config.format]()

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from rsforge.core.data.images import load_image, load_mask
+from rsforge.core.data.images import Interpolation, load_image, load_mask
 from rsforge.core.data.schema import Sample
 
 
@@ -16,18 +16,23 @@ class SampleDataset(Dataset):
     """Reads a sample's images (and mask) at `image_size` x `image_size` when it is indexed.
 
     Item: `{"images": (T, 3, S, S) float in [0, 1], "mask": (S, S) float 0/1 or None, "sample": Sample}`.
+    `interpolation`: the resampling filter for images (the encoder's choice); masks are always resized
+    nearest-neighbour, which keeps them binary.
     """
 
-    def __init__(self, samples: Sequence[Sample], image_size: int) -> None:
+    def __init__(
+        self, samples: Sequence[Sample], image_size: int, interpolation: Interpolation = "bilinear"
+    ) -> None:
         self.samples = list(samples)
         self.image_size = image_size
+        self.interpolation = interpolation
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
-        images = torch.stack([load_image(path, self.image_size) for path in sample.images])
+        images = torch.stack([load_image(path, self.image_size, interpolation=self.interpolation) for path in sample.images])
         mask = load_mask(sample.mask, self.image_size) if sample.mask else None
         return {"images": images, "mask": mask, "sample": sample}
 
@@ -36,7 +41,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch `SampleDataset` items.
 
     `images` (B, T, 3, S, S); `masks` (B, S, S), or None when no item has a mask, with zeros where
-    an item has none and `mask_valid` (B,) False there; the text fields as lists, one per item.
+    an item has none and `mask_valid` (B,) False there; the text fields, `meta` and the rest as lists,
+    one per item.
     All items must have the same number of images T.
     """
     samples: list[Sample] = [item["sample"] for item in items]
@@ -61,4 +67,5 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "ids": [s.id for s in samples],
         "tasks": [s.task for s in samples],
         "changed": [s.changed for s in samples],
+        "meta": [s.meta for s in samples],
     }

@@ -1,0 +1,83 @@
+"""What the Hugging Face decoders share: tokenizer and template, dtype, freezing / LoRA, adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoTokenizer
+
+from rsforge.decoders.configs import DEFAULT_TEMPLATE, WORD_LEVEL, _LanguageModelConfig
+from rsforge.decoders.word_level import SPECIALS, TEMPLATE_WORDS, build_tokenizer
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_tokenizer(config: _LanguageModelConfig, extra_specials: list[str] | None = None):
+    if config.tokenizer == WORD_LEVEL:
+        tokenizer = build_tokenizer(config.vocab or SPECIALS + TEMPLATE_WORDS)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or config.pretrained)
+    missing = [t for t in extra_specials or [] if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def chat_template(config: _LanguageModelConfig, tokenizer) -> str | None:
+    """The template to render with, or None for the built-in layout."""
+    if config.chat_template == DEFAULT_TEMPLATE:
+        return None
+    return config.chat_template or getattr(tokenizer, "chat_template", None) or None
+
+
+def word_vocab_size(config: _LanguageModelConfig, tokenizer, requested: int | None) -> int:
+    """A word-level tokenizer's vocabulary, or the config's larger `vocab_size` (rows beyond the
+    word list stay unused, so a full-size config keeps its real parameter count)."""
+    if requested is None:
+        return len(tokenizer)
+    if requested < len(tokenizer):
+        raise ValueError(
+            f"decoder.config.vocab_size={requested} is smaller than the word-level vocabulary ({len(tokenizer)} words)"
+        )
+    return requested
+
+
+def pretrained_kwargs(config: _LanguageModelConfig) -> dict:
+    kwargs: dict = {"dtype": DTYPES[config.dtype]}
+    if config.device_map is not None:
+        kwargs["device_map"] = config.device_map
+    return kwargs
+
+
+def set_training_mode(model: nn.Module, config: _LanguageModelConfig) -> nn.Module:
+    """Freeze, or wrap in LoRA adapters (base frozen), as the config says."""
+    if config.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = config.lora
+        return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                target_modules=lora.target_modules))
+    if config.freeze:
+        model.requires_grad_(False)
+    return model
+
+
+def export_adapter(model: nn.Module, directory: str | Path) -> Path:
+    """Write a standard peft adapter folder (`adapter_config.json` + `adapter_model.safetensors`)."""
+    if not hasattr(model, "peft_config"):
+        raise ValueError("this decoder has no LoRA adapters to export; set decoder.lora in the recipe")
+    directory = Path(directory)
+    model.save_pretrained(str(directory), safe_serialization=True)
+    return directory
+
+
+def stop_token_ids(model: nn.Module, tokenizer) -> list[int]:
+    """Ids that end an answer: the tokenizer's eos and the model's own (an end-of-turn token, say)."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return sorted(i for i in ids if i is not None and i < len(tokenizer))

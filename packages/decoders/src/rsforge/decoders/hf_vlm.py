@@ -1,0 +1,170 @@
+"""A Hugging Face image-text-to-text model (Qwen2-VL class) as an rsforge decoder that reads images.
+
+It owns its vision tower, so it sets `reads_images = True`: the model container hands it the raw
+images `(B, T, 3, S, S)` in [0, 1] instead of visual tokens (no encoder or bridges run). Each image
+becomes `<|vision_start|> <|image_pad|> x n <|vision_end|>` in the token sequence, where the
+conversation has its i-th `<image>`, or at the start of the first user turn; the model's vision
+tower fills the pads. Generation goes through `transformers`' `generate` (multimodal RoPE keeps
+per-row position state that its own loop already handles).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, StoppingCriteriaList
+
+from rsforge.core.data.schema import Turn
+from rsforge.core.features import Decoder
+from rsforge.decoders import common
+from rsforge.decoders.chat import IGNORE, ChatFormat
+from rsforge.decoders.configs import WORD_LEVEL, HFVLMConfig
+from rsforge.decoders.generation import StopStrings, check_sampling, finish_texts
+
+VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
+
+
+class HFVLM(Decoder):
+    reads_images = True
+
+    def __init__(self, config: HFVLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = common.load_tokenizer(config, [VISION_START, IMAGE_PAD, VISION_END])
+        vlm = self._build(config)
+        self.vlm = common.set_training_mode(vlm, config)
+        self.weights_from_source = config.pretrained is not None
+        text = vlm.config.get_text_config()
+        self.hidden_size = text.hidden_size
+        self.max_context = getattr(text, "max_position_embeddings", 2048)
+        self.image_size, self.num_images = config.image_size, config.num_images
+        self.image_token_id = vlm.config.image_token_id
+        self._block_ends = (vlm.config.vision_start_token_id, vlm.config.vision_end_token_id)
+        self.processor = self._image_processor(config, vlm.config.vision_config)
+        patch, merge = self.processor.patch_size, self.processor.merge_size
+        if config.image_size % (patch * merge):
+            raise ValueError(f"decoder.image_size={config.image_size} must be a multiple of patch_size x merge_size "
+                             f"= {patch * merge}")
+        self.tokens_per_image = (config.image_size // patch) ** 2 // merge**2
+        self.pad_id = self.tokenizer.pad_token_id
+        self.stop_ids = common.stop_token_ids(vlm, self.tokenizer)
+        self.chat = ChatFormat(self.tokenizer, common.chat_template(config, self.tokenizer))
+
+    def _build(self, config: HFVLMConfig) -> nn.Module:
+        dtype = common.DTYPES[config.dtype]
+        if config.pretrained is not None and torch.get_default_device().type != "meta":
+            return AutoModelForImageTextToText.from_pretrained(config.pretrained, **common.pretrained_kwargs(config))
+        if config.pretrained is not None:  # shape check only: no weights are read
+            vlm_config = AutoConfig.from_pretrained(config.pretrained)
+        else:
+            options = dict(config.config)
+            model_type = options.pop("model_type", None)
+            if model_type is None:
+                raise ValueError("decoder.config.model_type: missing (e.g. 'qwen2_vl')")
+            vlm_config = AutoConfig.for_model(model_type, **options)
+            if config.tokenizer == WORD_LEVEL:
+                text = vlm_config.get_text_config()
+                text.vocab_size = common.word_vocab_size(config, self.tokenizer, options.get("text_config", {})
+                                                         .get("vocab_size"))
+                ids = self.tokenizer.convert_tokens_to_ids([VISION_START, IMAGE_PAD, VISION_END])
+                vlm_config.vision_start_token_id, vlm_config.image_token_id, vlm_config.vision_end_token_id = ids
+                for cfg in (vlm_config, text):
+                    cfg.bos_token_id = self.tokenizer.bos_token_id
+                    cfg.eos_token_id = self.tokenizer.eos_token_id
+                    cfg.pad_token_id = self.tokenizer.pad_token_id
+        return AutoModelForImageTextToText.from_config(vlm_config, dtype=dtype)
+
+    @staticmethod
+    def _image_processor(config: HFVLMConfig, vision_config):
+        # Images arrive at `image_size`, scaled to [0, 1]: the processor only normalises and patchifies.
+        fixed = {"do_resize": False, "do_rescale": False}
+        if config.pretrained is not None and torch.get_default_device().type != "meta":
+            return AutoImageProcessor.from_pretrained(config.pretrained, **config.image_processor, **fixed)
+        from transformers import Qwen2VLImageProcessor
+
+        options = {"patch_size": vision_config.patch_size, "merge_size": vision_config.spatial_merge_size,
+                   "temporal_patch_size": vision_config.temporal_patch_size, **config.image_processor}
+        return Qwen2VLImageProcessor(**options, **fixed)
+
+    def _expand(self, ids: list[int], labels: list[int], slots: list[int]) -> tuple[list[int], list[int]]:
+        """Put one vision block at each slot (from the last, so earlier indices stay valid)."""
+        start, end = self._block_ends
+        block = [start] + [self.image_token_id] * self.tokens_per_image + [end]
+        for at in reversed(slots):
+            ids = ids[:at] + block + ids[at:]
+            labels = labels[:at] + [IGNORE] * len(block) + labels[at:]
+        return ids, labels
+
+    def _pack(self, images: torch.Tensor, conversations: list[list[Turn]], *, generation: bool) -> dict:
+        if images.dim() != 5 or images.shape[0] != len(conversations):
+            raise ValueError(f"images must be (B, T, 3, S, S) with B = {len(conversations)} conversations, "
+                             f"got {tuple(images.shape)}")
+        t = images.shape[1]
+        rows = []
+        for conv in conversations:
+            enc = self.chat.encode(conv, generation_prompt=generation, images=t, default="first_user")
+            rows.append(self._expand(enc.ids, enc.labels, enc.slots))
+        width = max(len(ids) for ids, _ in rows)
+        limit = self.max_context - (1 if generation else 0)
+        if width > limit:
+            raise ValueError(f"prompt of {width} tokens ({t} image(s)) exceeds the decoder context of {limit}")
+        ids, attn, labels = [], [], []
+        for row_ids, row_labels in rows:
+            pad = width - len(row_ids)
+            if generation:
+                ids.append([self.pad_id] * pad + row_ids)
+                attn.append([0] * pad + [1] * len(row_ids))
+                labels.append([IGNORE] * pad + row_labels)
+            else:
+                ids.append(row_ids + [self.pad_id] * pad)
+                attn.append([1] * len(row_ids) + [0] * pad)
+                labels.append(row_labels + [IGNORE] * pad)
+        device = images.device
+        pixels = self.processor(images=list(images.flatten(0, 1).float().cpu()), return_tensors="pt")
+        input_ids = torch.tensor(ids, device=device)
+        dtype = self.vlm.get_input_embeddings().weight.dtype
+        return {
+            "input_ids": input_ids,
+            "attention_mask": torch.tensor(attn, device=device),
+            "mm_token_type_ids": (input_ids == self.image_token_id).int(),
+            "pixel_values": pixels["pixel_values"].to(device=device, dtype=dtype),
+            "image_grid_thw": pixels["image_grid_thw"].to(device),
+            "labels": torch.tensor(labels, device=device),
+        }
+
+    def forward(self, images: torch.Tensor, conversations: list[list[Turn]]) -> torch.Tensor:
+        return self.vlm(**self._pack(images, conversations, generation=False)).loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        images: torch.Tensor,
+        conversations: list[list[Turn]],
+        *,
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        num_beams: int = 1,
+        num_return_sequences: int = 1,
+        stop: list[str] | None = None,
+    ) -> list[str]:
+        """Answers, `num_return_sequences` per input (input-major); options as in `hf_causal_lm`."""
+        check_sampling(temperature, top_p, num_beams, num_return_sequences)
+        stop = list(stop or [])
+        inputs = self._pack(images, conversations, generation=True)
+        inputs.pop("labels")
+        prompt = inputs["input_ids"].shape[1]
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 else \
+            {"do_sample": False}
+        out = self.vlm.generate(
+            **inputs, **sampling, max_new_tokens=min(max_new_tokens, self.max_context - prompt), num_beams=num_beams,
+            num_return_sequences=num_return_sequences, eos_token_id=self.stop_ids, pad_token_id=self.pad_id,
+            stopping_criteria=StoppingCriteriaList([StopStrings(self.tokenizer, stop, prompt)]) if stop else None,
+        )
+        return finish_texts(self.tokenizer, out[:, prompt:].tolist(), self.stop_ids, stop)
+
+    def export_adapter(self, directory: str | Path) -> Path:
+        """Write the LoRA adapters as a standard peft folder."""
+        return common.export_adapter(self.vlm, directory)

@@ -1,0 +1,96 @@
+"""Local pretrained LMs of four families, LoRA through peft, and what `save_pretrained` keeps of them."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from rsforge.core.data.schema import Turn
+from rsforge.core.model import WEIGHTS_FILE, RSForgeModel
+from rsforge.core.plugins import PluginManager
+from rsforge.core.recipe import parse_recipe
+from rsforge.decoders.word_level import build_tokenizer, build_vocab
+
+CORPUS = ["a new building was built", "there is no change", "describe the changes"]
+FAMILIES = {
+    "llama": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "num_key_value_heads": 2, "max_position_embeddings": 64},
+    "qwen2": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "num_key_value_heads": 1, "max_position_embeddings": 64},
+    "mistral": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "num_key_value_heads": 1, "max_position_embeddings": 64, "head_dim": 16},
+    "gpt2": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 64},
+}
+
+
+def _save_lm(tmp_path, family: str) -> str:
+    tok = build_tokenizer(build_vocab(CORPUS))
+    config = AutoConfig.for_model(family, vocab_size=len(tok), eos_token_id=tok.eos_token_id,
+                                  bos_token_id=tok.bos_token_id, **FAMILIES[family])
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / family)
+    tok.save_pretrained(tmp_path / family)
+    return str(tmp_path / family)
+
+
+def _recipe(path: str, **decoder) -> dict:
+    return {"name": "lora", "encoder": {"name": "timm", "model_name": "vit_tiny_patch16_224", "image_size": 32,
+                                        "model_kwargs": {"patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}},
+            "bridges": [{"name": "mlp_projector"}],
+            "decoder": {"name": "hf_causal_lm", "pretrained": path, **decoder}}
+
+
+def _build(raw: dict) -> RSForgeModel:
+    from rsforge.core.assembler import assemble
+
+    plugins = PluginManager()
+    return assemble(parse_recipe(raw, plugins.registry), plugins)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_lora_saves_only_adapters_and_reloads_exactly(tmp_path, family):
+    path = _save_lm(tmp_path, family)
+    torch.manual_seed(0)
+    model = _build(_recipe(path, lora={"r": 4, "alpha": 8}))
+    assert model.decoder.weights_from_source
+    for name, p in model.decoder.named_parameters():
+        assert p.requires_grad == ("lora_" in name), name
+        if "lora_B" in name:  # peft starts B at zero; make the adapters matter
+            torch.nn.init.normal_(p, std=0.5)
+    model.eval()
+    images = torch.rand(2, 1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    convs = [[Turn("user", "describe the changes"), Turn("assistant", "a new building")]] * 2
+    loss = model({"images": images, "conversations": convs})["loss"]
+    texts = model.generate(images, [c[:1] for c in convs], max_new_tokens=4)
+
+    model.save_pretrained(tmp_path / "saved")
+    stored = load_file(str(tmp_path / "saved" / WEIGHTS_FILE))
+    decoder_keys = [k for k in stored if k.startswith("decoder.")]
+    assert decoder_keys and all("lora_" in k for k in decoder_keys)
+    assert any(k.startswith("encoder.") for k in stored) and any(k.startswith("bridges.") for k in stored)
+
+    again = RSForgeModel.from_pretrained(tmp_path / "saved")
+    assert torch.equal(again({"images": images, "conversations": convs})["loss"], loss)
+    assert again.generate(images, [c[:1] for c in convs], max_new_tokens=4) == texts
+
+    adapter = model.decoder.export_adapter(tmp_path / "adapter")
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 4
+    assert (adapter / "adapter_model.safetensors").is_file()
+
+
+def test_frozen_pretrained_saves_no_decoder_weights_and_full_finetune_saves_them(tmp_path):
+    path = _save_lm(tmp_path, "llama")
+    frozen = _build(_recipe(path, freeze=True))
+    frozen.save_pretrained(tmp_path / "frozen")
+    assert not [k for k in load_file(str(tmp_path / "frozen" / WEIGHTS_FILE)) if k.startswith("decoder.")]
+    full = _build(_recipe(path))
+    full.save_pretrained(tmp_path / "full")
+    assert [k for k in load_file(str(tmp_path / "full" / WEIGHTS_FILE)) if k.startswith("decoder.")]
+
+
+def test_export_adapter_without_lora_is_a_clear_error(tmp_path):
+    model = _build(_recipe(_save_lm(tmp_path, "gpt2")))
+    with pytest.raises(ValueError, match="no LoRA adapters"):
+        model.decoder.export_adapter(tmp_path / "adapter")
