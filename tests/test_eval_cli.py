@@ -1,5 +1,6 @@
-"""`rsforge eval` in-process on a tiny untrained model over synthetic data: output files, the printed
-table, and malformed answers counted rather than raised."""
+"""`rsforge eval` in-process on tiny untrained models over synthetic data, read through each public
+format's reader (the generator writes every layout): output files, the printed table, and malformed
+answers counted rather than raised."""
 
 from __future__ import annotations
 
@@ -9,52 +10,12 @@ from pathlib import Path
 import pytest
 
 import rsforge.core.cli as cli
-from rsforge.core.config import DatasetConfig
-from rsforge.core.data.schema import Sample, Turn
 from rsforge.core.data.synth import generate
-from rsforge.core.hookspecs import hookimpl
-from rsforge.core.plugins import PluginManager
-
-
-class SynthChatConfig(DatasetConfig):
-    name: str = "test_synth_chat"
-    root: str
-
-
-def load_synth_chat(config: SynthChatConfig, split: str) -> list[Sample]:
-    """The synthetic generator's ChangeChat `conversations.json`: one single-question sample per entry."""
-    root = Path(config.root)
-    samples = []
-    for entry in json.loads((root / "conversations.json").read_text()):
-        if entry["task"] == "multi_turn" or not entry["image"][0].startswith(f"{split}/"):
-            continue
-        turns = [Turn("user" if t["from"] == "human" else "assistant", t["value"].removeprefix("<image>\n"))
-                 for t in entry["conversations"]]  # fmt: skip
-        name = Path(entry["image"][0]).name
-        samples.append(Sample(entry["id"], tuple(str(root / i) for i in entry["image"]), turns, task=entry["task"],
-                              mask=str(root / split / "label" / name)))  # fmt: skip
-    return samples
-
-
-class SynthChatPlugin:
-    @hookimpl
-    def register_datasets(self, register):
-        register("test_synth_chat", factory=f"{__name__}:load_synth_chat", config=SynthChatConfig)
 
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("data") / "synth", n=12, seed=0, size=32, progress=False)
-
-
-@pytest.fixture
-def with_chat_reader(monkeypatch):
-    def manager() -> PluginManager:
-        pm = PluginManager()
-        pm.register(SynthChatPlugin(), name="test-synth-chat", distribution="tests")
-        return pm
-
-    monkeypatch.setattr(cli, "PluginManager", manager)
 
 
 def _run(args: list[str], capsys) -> tuple[int, str, str]:
@@ -64,10 +25,10 @@ def _run(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize(("task", "metric"), [("binary_change", "accuracy"), ("counting", "mae"),
-                                              ("grid_localization", "jaccard")])
-def test_eval_answer_tasks(task, metric, tiny_model_dir, synth_root, with_chat_reader, tmp_path, capsys):
+                                              ("grid_localization", "jaccard"), ("change_qa", "accuracy")])
+def test_eval_answer_tasks(task, metric, tiny_model_dir, synth_root, tmp_path, capsys):
     out = tmp_path / "out"
-    code, stdout, stderr = _run(["eval", "--model", str(tiny_model_dir), "--format", "test_synth_chat", "--root",
+    code, stdout, stderr = _run(["eval", "--model", str(tiny_model_dir), "--format", "changechat", "--root",
                                  str(synth_root), "--task", task, "--split", "train", "--limit", "5",
                                  "--batch-size", "2", "--max-new-tokens", "6", "--out", str(out)], capsys)  # fmt: skip
     assert code == 0, stderr
@@ -75,7 +36,7 @@ def test_eval_answer_tasks(task, metric, tiny_model_dir, synth_root, with_chat_r
     assert metrics["task"] == task and metrics["split"] == "train" and metrics["samples"] == 5
     scores = metrics["metrics"][task]
     assert scores["n"] == 5 and 0 <= scores[metric]
-    assert 0 <= metrics["metrics"]["mask"]["f1"] <= 1  # the model has a mask head and the samples masks
+    assert "mask" not in metrics["metrics"]  # ChangeChat carries no masks (the LEVIR-CC test scores them)
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 5
     assert set(rows[0]) >= {"id", "prompt", "prediction", "references", "parsed", "correct"}
@@ -112,3 +73,29 @@ def test_eval_reports_a_task_the_data_does_not_have(tiny_model_dir, synth_root, 
 def test_eval_needs_a_root_with_format(tiny_model_dir, capsys):
     code, _, stderr = _run(["eval", "--model", str(tiny_model_dir), "--format", "levir_cc", "--task", "vqa"], capsys)
     assert code == 2 and "--format levir_cc needs --root" in stderr
+
+
+@pytest.mark.parametrize(("fmt", "subdir", "task"), [
+    ("coco_captions", "scenes", "captioning"),
+    ("class_folders", "scenes", "classification"),
+    ("rsvqa", "objects", "vqa"),
+    ("rsvg", "objects", "grounding"),
+    ("dota", "objects", "oriented_grounding"),
+])
+def test_eval_single_image_tasks_through_each_reader(fmt, subdir, task, tiny_single_image_model_dir, synth_root,
+                                                     tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, stderr = _run(["eval", "--model", str(tiny_single_image_model_dir), "--format", fmt, "--root",
+                                 str(synth_root / subdir), "--task", task, "--split", "test", "--limit", "4",
+                                 "--max-new-tokens", "6", "--out", str(out)], capsys)  # fmt: skip
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == task and metrics["samples"] > 0
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == metrics["samples"]
+    if task == "captioning":
+        assert "CIDEr" in metrics["metrics"]["captions/all"]
+    else:
+        scores = metrics["metrics"][task]
+        assert scores["n"] == len(rows) and scores["malformed"] == sum(r["parsed"] is None for r in rows)
+    assert (out / "metrics.md").read_text() in stdout

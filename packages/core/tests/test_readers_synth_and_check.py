@@ -10,7 +10,7 @@ from rsforge.core.data.synth import LAND_COVER, SynthDatasetConfig, generate, lo
 
 N, SIZE = 24, 32
 FORMATS = {"levir_cc": {"change_captioning"}, "changechat": {"change_captioning", "binary_change", "counting",
-           "grid_localization", "multi_turn"}, "coco_captions": {"captioning"}, "class_folders": {"classification"},
+           "grid_localization", "change_qa"}, "coco_captions": {"captioning"}, "class_folders": {"classification"},
            "rsvqa": {"vqa"}, "rsvg": {"grounding"}, "dota": {"oriented_grounding"}}  # fmt: skip
 
 

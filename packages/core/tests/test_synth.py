@@ -214,7 +214,7 @@ def test_load_synth_generates_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synth, "generate", no_generate)
     assert len(load_synth(config, "train")) == len(train)
-    with pytest.raises(AssertionError, match="regenerated"):
+    with pytest.raises(ValueError, match="other parameters"):  # a named root is never regenerated
         load_synth(config.model_copy(update={"seed": 3}), "train")
 
 
@@ -238,3 +238,13 @@ def test_modules_import_without_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_named_root_with_other_parameters_is_not_regenerated(tmp_path):
+    root = tmp_path / "mine"
+    generate(root, n=12, seed=0, size=32, progress=False)
+    before = (root / "captions.json").read_bytes()
+    with pytest.raises(ValueError, match=r"other parameters .*'n': \(12, 600\)"):
+        load_synth(SynthDatasetConfig(name="synth", root=str(root), size=32), "test")
+    assert (root / "captions.json").read_bytes() == before
+    assert load_synth(SynthDatasetConfig(name="synth", root=str(root), n=12, size=32), "test")

@@ -987,7 +987,7 @@ def _pair_conversations(split: str, name: str, pair: _Pair) -> list[dict[str, An
         for task, q, a in (caption, *pair.qa)
     ]  # fmt: skip
     dialogue = [(q, a) for _, q, a in (*pair.qa, caption)]
-    entries.append({"id": f"{stem}_multi_turn", "image": image, "task": "multi_turn", "split": split,
+    entries.append({"id": f"{stem}_multi_turn", "image": image, "task": "change_qa", "split": split,
                     "conversations": _conversation(dialogue)})  # fmt: skip
     return entries
 
@@ -1025,7 +1025,16 @@ def load_synth(config: SynthDatasetConfig, split: str) -> list[Sample]:
     from rsforge.core.data import captions, changechat, classification, grounding, rsvqa
 
     root = Path(config.root or f"data/synth-n{config.n}-s{config.seed}-{config.size}px")
-    if not _cached(root, synth_params(config.n, config.seed, config.size)):
+    params = synth_params(config.n, config.seed, config.size)
+    if not _cached(root, params):
+        # A folder the user named is their data: never regenerate it behind their back.
+        if config.root is not None and (root / "synth.json").is_file():
+            found = json.loads((root / "synth.json").read_text())
+            differs = {k: (found.get(k), v) for k, v in params.items() if found.get(k) != v}
+            raise ValueError(
+                f"{root} holds a synthetic dataset made with other parameters (found, asked): {differs}; "
+                "set n/seed/size to match it, or give another root"
+            )
         generate(root, config.n, config.seed, config.size)
     train = split == "train"
     readers = {
