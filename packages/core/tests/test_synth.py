@@ -110,7 +110,7 @@ def test_no_change_share(captions):
 def test_no_change_captions_say_so(captions):
     for e in captions:
         if not e["changeflag"]:
-            assert all(s["raw"].strip() in synth._NO_CHANGE for s in e["sentences"])
+            assert all(s["raw"].strip() in synth.language._NO_CHANGE for s in e["sentences"])
 
 
 def test_qa_present_and_consistent(dataset, captions, conversations):
@@ -181,7 +181,7 @@ def test_regenerates_over_an_earlier_dataset(tmp_path):
 
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     calls = []
-    real = synth._make_pair
+    real = synth.writer._make_pair
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -189,7 +189,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "_make_pair", failing)
+    monkeypatch.setattr(synth.writer, "_make_pair", failing)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "d", 10, seed=0, size=SIZE, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -212,7 +212,7 @@ def test_load_synth_generates_once(tmp_path, monkeypatch):
     def no_generate(*args, **kwargs):
         raise AssertionError("regenerated a cached dataset")
 
-    monkeypatch.setattr(synth, "generate", no_generate)
+    monkeypatch.setattr(synth.dataset, "generate", no_generate)
     assert len(load_synth(config, "train")) == len(train)
     with pytest.raises(ValueError, match="other parameters"):  # a named root is never regenerated
         load_synth(config.model_copy(update={"seed": 3}), "train")
