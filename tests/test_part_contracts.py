@@ -50,9 +50,16 @@ def _run(kind: str, part, config):
         assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
         return [loss.detach()], loss
     if kind == "head":
-        maps = [torch.randn(2, 2, c, 4, 4, generator=g) for c in config.in_channels]
-        logits = part(VisualFeatures(torch.randn(2, 2, 16, 8, generator=g), maps), 16)
-        assert logits.shape == (2, config.num_classes, 16, 16)
+        maps = [torch.randn(2, 2, c, 4, 4, generator=g) for c in config.in_channels or []]
+        # Heads reading bridged tokens get the fused date (T=1) at their in_dim; others the encoder's pair.
+        t, dim = (1, config.in_dim) if part.reads_bridged_tokens else (2, getattr(config, "in_dim", 8))
+        features = VisualFeatures(torch.randn(2, t, 16, dim, generator=g), maps)
+        logits = part(features, 16, ["new buildings", "cleared vegetation"])
+        if not part.predicts_mask:
+            assert logits.shape == (2, config.num_classes) and logits.dtype == torch.float32
+            return [logits], part.loss(logits, torch.randint(0, config.num_classes, (2,), generator=g))
+        assert logits.shape == (2, config.num_classes, 16, 16) and logits.dtype == torch.float32
+        assert part(features, 16).shape == logits.shape  # prompts are optional
         loss = part.loss(logits, (torch.rand(2, 16, 16, generator=g) > 0.7).float())
         return [logits], loss
     scores = part(["a building was built", "no change"], [["a building was built"], ["there is no change"]])

@@ -73,6 +73,14 @@ def assemble(recipe: Recipe, plugins: PluginManager, *, device: str | torch.devi
                     f"{_label(f'heads[{i}]', config)} expects in_channels={config.in_channels}, but "
                     f"encoder ({recipe.encoder.name}) gives maps with channels {encoder.map_channels}"
                 )
+            if "in_dim" in type(config).model_fields:
+                width, source = ((dim, upstream) if config.reads_bridged_tokens()
+                                 else (encoder.out_dim, _label("encoder", recipe.encoder)))
+                if config.in_dim is None:
+                    config = config.model_copy(update={"in_dim": width})
+                elif config.in_dim != width:
+                    raise AssemblyError(f"{_label(f'heads[{i}]', config)} expects in_dim={config.in_dim}, "
+                                        f"but {source} outputs {width}")
             heads.append(_build(plugins, "head", config, f"heads[{i}]"))
             head_configs.append(config)
 

@@ -46,6 +46,11 @@ class HeadConfig(PartConfig):
     in_channels: list[int] | None = None
     weight: float = 1.0
 
+    def reads_bridged_tokens(self) -> bool:
+        """Whether the head reads the tokens after the bridge chain (else the encoder's). A config
+        with an `in_dim` field gets that width filled in, or checked, by the assembler."""
+        return False
+
 
 class RewardConfig(PartConfig):
     weight: float = 1.0

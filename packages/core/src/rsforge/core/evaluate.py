@@ -67,7 +67,7 @@ def _generate(
             texts = (model.generate(batch["images"], batch["prompts"], max_new_tokens=max_new_tokens)
                      if model.decoder is not None else [""] * len(batch["ids"]))
             masks = None
-            if len(model.heads) and batch["masks"] is not None:
+            if model.mask_heads and batch["masks"] is not None:
                 masks = model.predict_mask(batch["images"][:, 0], batch["images"][:, 1])
             yield batch, texts, masks
             bar.update(len(batch["ids"]))
@@ -84,7 +84,7 @@ def evaluate(
 ) -> Evaluation:
     answers: dict[str, str] = {}
     predictions: list[dict] = []
-    confusion = MaskConfusion() if len(model.heads) else None
+    confusion = MaskConfusion() if model.mask_heads else None
     batches = _generate(model, samples, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress,
                         desc="evaluate")
     for batch, texts, masks in batches:
@@ -135,7 +135,7 @@ def evaluate_task(
 
     texts: list[str] = []
     changed_pixels: list[int | None] = []
-    confusion = MaskConfusion() if len(model.heads) else None
+    confusion = MaskConfusion() if model.mask_heads else None
     batches = _generate(model, asked, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress,
                         desc=f"eval {task}")
     for batch, batch_texts, masks in batches:

@@ -43,6 +43,13 @@ class Encoder(nn.Module):
     map_channels: list[int]
     image_size: int
     interpolation: str
+    in_chans: int = 3
+
+    def check_input(self, images: torch.Tensor) -> None:
+        expected = (self.in_chans, self.image_size, self.image_size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(f"encoder expects {self.in_chans}-band {self.image_size}x{self.image_size} images, "
+                             f"got {tuple(images.shape)}")
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         raise NotImplementedError
@@ -93,9 +100,20 @@ class Decoder(nn.Module):
 
 
 class Head(nn.Module):
-    """Reads the encoder's maps of both dates -> logits (B, K, H, W) at image resolution."""
+    """Reads the encoder's maps of both dates -> logits (B, K, H, W) at image resolution.
 
-    def forward(self, features: VisualFeatures, image_size: int) -> torch.Tensor:
+    `prompts`: each sample's prompt text (the first user turn), for heads steered by text; other
+    heads ignore it. A head with `reads_bridged_tokens = True` gets the tokens after the bridge chain
+    (B, T', N, D) together with the encoder's maps of both dates, instead of the encoder's tokens.
+    A head with `predicts_mask = False` returns class logits (B, K) from pooled tokens and trains on
+    `batch["labels"]`; `bitemporal = False` heads do not make the model read a before/after pair.
+    """
+
+    reads_bridged_tokens: bool = False
+    predicts_mask: bool = True
+    bitemporal: bool = True
+
+    def forward(self, features: VisualFeatures, image_size: int, prompts: list[str] | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

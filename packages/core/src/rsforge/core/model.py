@@ -20,6 +20,13 @@ WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
+def prompt_texts(prompts: list[list[Turn]] | None) -> list[str] | None:
+    """Each sample's first user turn (what a text-guided head is steered by), from `batch["prompts"]`."""
+    if prompts is None:
+        return None
+    return [next((t.text for t in turns if t.role == "user"), "") for turns in prompts]
+
+
 class RSForgeModel(nn.Module):
     def __init__(self, recipe: Recipe, *, encoder, bridges, decoder, heads) -> None:
         super().__init__()
@@ -46,7 +53,7 @@ class RSForgeModel(nn.Module):
     def num_images(self) -> int:
         if self.reads_images:
             return self.decoder.num_images
-        two_dates = any(b.bitemporal for b in self.bridges) or len(self.heads) > 0
+        two_dates = any(b.bitemporal for b in self.bridges) or any(h.bitemporal for h in self.heads)
         return 2 if two_dates else 1
 
     @property
@@ -77,9 +84,23 @@ class RSForgeModel(nn.Module):
         return self.visual_tokens(self.encode(images))
 
     def visual_tokens(self, features: VisualFeatures) -> torch.Tensor:
+        return self.bridge(features).tokens.flatten(1, 2)
+
+    def bridge(self, features: VisualFeatures) -> VisualFeatures:
         for bridge in self.bridges:
             features = bridge(features)
-        return features.tokens.flatten(1, 2)
+        return features
+
+    def _head_inputs(self, features: VisualFeatures, bridged: VisualFeatures | None, head) -> VisualFeatures:
+        """What a head reads: the encoder's features, or (`reads_bridged_tokens`) the bridged tokens with
+        the encoder's maps of both dates, so one model answers in text and in pixels from the same tokens."""
+        if not head.reads_bridged_tokens:
+            return features
+        return VisualFeatures(tokens=(bridged or self.bridge(features)).tokens, maps=features.maps)
+
+    @property
+    def mask_heads(self) -> list[nn.Module]:
+        return [h for h in self.heads if h.predicts_mask]
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """Training losses of a collated batch; `loss` is the weighted sum the optimiser steps on."""
@@ -90,19 +111,25 @@ class RSForgeModel(nn.Module):
         features = self.encode(batch["images"])
         losses: dict[str, torch.Tensor] = {}
         total = features.tokens.new_zeros(())
+        bridged = None  # run the bridges once, for the decoder and every head that reads their tokens
+        if self.decoder is not None or any(h.reads_bridged_tokens for h in self.heads):
+            bridged = self.bridge(features)
         if self.decoder is not None:
-            losses["lm"] = self.decoder(self.visual_tokens(features), batch["conversations"])
+            losses["lm"] = self.decoder(bridged.tokens.flatten(1, 2), batch["conversations"])
             total = total + self.recipe.train.lm_loss_weight * losses["lm"]
-        masks = batch.get("masks")
+        masks, labels = batch.get("masks"), batch.get("labels")
+        prompts = prompt_texts(batch.get("prompts"))
         for head, config in zip(self.heads, self.recipe.heads, strict=True):
-            if masks is None:
+            # Mask heads train on `masks` where `mask_valid`; class heads on `labels` (B,) class ids, -1 = none.
+            if head.predicts_mask:
+                target, valid = masks, batch["mask_valid"] if masks is not None else None
+            else:
+                target, valid = labels, labels >= 0 if labels is not None else None
+            if valid is None or not bool(valid.any()):
                 continue
-            valid = batch["mask_valid"]
-            if not bool(valid.any()):
-                continue
-            logits = head(features, self.image_size)
-            loss = head.loss(logits[valid], masks[valid])
-            losses[f"mask_{config.name}"] = loss
+            logits = head(self._head_inputs(features, bridged, head), self.image_size, prompts)
+            loss = head.loss(logits[valid], target[valid])
+            losses[f"{'mask' if head.predicts_mask else 'class'}_{config.name}"] = loss
             total = total + config.weight * loss
         losses["loss"] = total
         return losses
@@ -129,16 +156,30 @@ class RSForgeModel(nn.Module):
         )
 
     @torch.no_grad()
-    def mask_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, 2, 3, S, S) -> logits (B, K, S, S) of the first head."""
-        if len(self.heads) == 0:
+    def mask_logits(self, images: torch.Tensor, prompts: list[str] | None = None) -> torch.Tensor:
+        """images (B, 2, 3, S, S) -> logits (B, K, S, S) of the first mask head; `prompts` (one text per
+        image pair) steer a text-guided head."""
+        if not self.mask_heads:
             raise ValueError(f"model '{self.recipe.name}' has no mask head")
-        return self.heads[0](self.encode(images), self.image_size)
+        head = self.mask_heads[0]
+        features = self.encode(images)
+        return head(self._head_inputs(features, None, head), self.image_size, prompts)
 
     @torch.no_grad()
-    def predict_mask(self, before: torch.Tensor, after: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    def class_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, T, 3, S, S) -> logits (B, K) of the first classification head."""
+        head = next((h for h in self.heads if not h.predicts_mask), None)
+        if head is None:
+            raise ValueError(f"model '{self.recipe.name}' has no classification head")
+        features = self.encode(images)
+        return head(self._head_inputs(features, None, head), self.image_size)
+
+    @torch.no_grad()
+    def predict_mask(
+        self, before: torch.Tensor, after: torch.Tensor, threshold: float = 0.5, prompts: list[str] | None = None
+    ) -> torch.Tensor:
         """before, after (B, 3, S, S) -> bool change mask (B, S, S) (binary) or class ids (K > 1)."""
-        logits = self.mask_logits(torch.stack([before, after], dim=1))
+        logits = self.mask_logits(torch.stack([before, after], dim=1), prompts)
         if logits.shape[1] == 1:
             return logits[:, 0].sigmoid() > threshold
         return logits.argmax(dim=1)

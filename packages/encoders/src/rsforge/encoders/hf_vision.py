@@ -192,10 +192,7 @@ class HFVisionEncoder(Encoder):
         return mean, std, resample
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        expected = (self.in_chans, self.image_size, self.image_size)
-        if tuple(images.shape[1:]) != expected:
-            raise ValueError(f"encoder expects {self.in_chans}-band {self.image_size}x{self.image_size} images, "
-                             f"got {tuple(images.shape)}")
+        self.check_input(images)
         x = (images - self.mean) / self.std
         kwargs = {"interpolate_pos_encoding": True} if self._interpolate else {}
         out = self.tower(pixel_values=x, output_hidden_states=True, **kwargs)

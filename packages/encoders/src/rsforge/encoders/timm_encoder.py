@@ -96,10 +96,7 @@ class TimmEncoder(Encoder):
                                           what=f"timm '{self.config.model_name}'", strict=self.config.strict_load)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        expected = (self.in_chans, self.image_size, self.image_size)
-        if tuple(images.shape[1:]) != expected:
-            raise ValueError(f"encoder expects {self.in_chans}-band {self.image_size}x{self.image_size} images, "
-                             f"got {tuple(images.shape)}")
+        self.check_input(images)
         x = (images - self.mean) / self.std
         final, maps = self.backbone.forward_intermediates(x, indices=self._map_indices, output_fmt="NCHW")
         if final.dim() == 3:  # ViT: one token per patch, class/register tokens dropped unless asked for

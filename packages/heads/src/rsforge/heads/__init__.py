@@ -1,1 +1,1 @@
-"""Heads for rsforge: change masks from both dates' feature maps, and their losses."""
+"""Heads for rsforge: change masks (multi-scale, text-guided, from bridged tokens), scene classes, their losses."""

@@ -53,7 +53,7 @@ def run_recipe(
     base = None
     if baseline:
         base = evaluate_baseline(train_samples, eval_samples, image_size=result.model.image_size,
-                                 masks=len(result.model.heads) > 0).metrics
+                                 masks=bool(result.model.mask_heads)).metrics
     seconds["evaluate"] = time.perf_counter() - t0
 
     panel_samples = [s for s in eval_samples if s.changed][: cfg.panels]

@@ -89,7 +89,7 @@ def write_report(
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2))
     atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
     plot_losses(history, out / "loss_curve.png")
-    if panel_samples and len(model.heads):
+    if panel_samples and model.mask_heads:
         plot_panels(model, panel_samples, {p["id"]: p["prediction"] for p in predictions}, out / "panels.png")
     summary = [f"# {recipe_name}: evaluation on the {split} split", "",
                "Baseline: the most frequent training caption for every pair, and an all-zero mask." if baseline_metrics

@@ -71,9 +71,10 @@ def train_loop_per_worker(config: dict) -> None:
             history = json.loads((directory / HISTORY_FILE).read_text())
 
     device = ray.train.torch.get_device()
-    # Heads sit idle on batches without masks; only then must DDP look for unused parameters
-    # (the search costs an extra pass over the graph every step).
-    unused = len(model.heads) > 0 and any(s.mask is None for s in config["samples"])
+    # Heads sit idle on batches without their targets (masks, class labels); only then must DDP look
+    # for unused parameters (the search costs an extra pass over the graph every step).
+    unused = len(model.mask_heads) < len(model.heads) or (
+        bool(model.mask_heads) and any(s.mask is None for s in config["samples"]))
     ddp = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})
     core = model  # the unwrapped module: saving and checkpoint keys stay free of DDP's "module." prefix
 

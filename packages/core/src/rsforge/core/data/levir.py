@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
 from rsforge.core.config import DatasetConfig
-from rsforge.core.data.common import IMAGE_SUFFIXES, SPLITS, log, read_json, read_lines
+from rsforge.core.data.common import IMAGE_SUFFIXES, SPLITS, Skips, log, read_json, read_lines
 from rsforge.core.data.schema import Sample, Turn
 from rsforge.core.prompts import prompt_for
 
@@ -123,9 +126,51 @@ def _read_prompts(path: Path) -> dict[str, str]:
     return prompts
 
 
+# Reading pixels goes through PIL and numpy here, not rsforge.core.data.images: this module stays
+# importable without torch (dataset checks and readers run where torch is not installed).
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header (no decoding); PIL cannot read a header -> ValueError."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot read image header: {exc}") from None
+
+
+def _label_values(path: Path) -> list[int]:
+    """The distinct values of a label (palette images: their indices), as `load_mask` reads it."""
+    with Image.open(path) as img:
+        keep = img.mode in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "F")
+        return np.unique(np.asarray(img if keep else img.convert("L"))).tolist()
+
+
+def _pair_problem(before: Path, after: Path, label: Path | None) -> str | None:
+    """Why a LEVIR-CD pair cannot be used (sizes differ, unreadable, label not binary), or None."""
+    paths = [before, after] + ([label] if label is not None else [])
+    try:
+        sizes = [_image_size(p) for p in paths]
+        if len(set(sizes)) > 1:
+            shown = ", ".join(f"{sub} {w}x{h}" for sub, (w, h) in zip(("A", "B", "label"), sizes, strict=False))
+            return f"sizes differ ({shown})"
+        # the label is decoded here so that one that is not 0/255 or 0/1 is refused now, not mid-training
+        values = _label_values(label) if label is not None else []
+    except (ValueError, OSError) as exc:
+        return str(exc)
+    if not (set(values) <= {0, 255} or set(values) <= {0, 1}):
+        shown = ", ".join(str(v) for v in values[:10]) + (", ..." if len(values) > 10 else "")
+        return f"label must hold only 0/255 or 0/1, found values {shown}"
+    return None
+
+
 def read_levir_cd(root: str | Path, split: str) -> list[Sample]:
     """Change-mask samples of `split` from a LEVIR-CD layout: images (A, B), the label as mask, and
-    the prompt from `prompts.txt` when there is one, else the change-captioning prompt."""
+    the prompt from `prompts.txt` when there is one, else the change-captioning prompt.
+
+    A pair is skipped, with a warning naming the file, when an image is missing, when the split has a
+    `label/` folder but not this pair's label, when A, B and label differ in size, or when the label
+    holds anything but 0/255 or 0/1; the count of skipped pairs is logged at the end. A split without
+    a `label/` folder (images to predict) gives samples without masks.
+    """
     root = Path(root).resolve()
     list_file = root / "list" / f"{split}.txt"
     if (root / split / "A").is_dir():
@@ -147,33 +192,32 @@ def read_levir_cd(root: str | Path, split: str) -> list[Sample]:
         names = sorted(p.name for p in (base / "A").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     prompts = _read_prompts(base / "prompts.txt") if (base / "prompts.txt").is_file() else {}
     default_prompt = prompt_for("change_captioning")
+    labelled = (base / "label").is_dir()
 
     samples: list[Sample] = []
-    skipped = unlabelled = 0
+    skips = Skips(base, split)
     for name in names:
         before, after, label = base / "A" / name, base / "B" / name, base / "label" / name
-        missing = [p for p in (before, after) if not p.is_file()]
+        missing = [p for p in (before, after) + ((label,) if labelled else ()) if not p.is_file()]
         if missing:
-            log.warning("missing image %s; skipped", missing[0])
-            skipped += 1
+            skips.skip(missing[0], f"missing ({name} has no {missing[0].parent.name} file)")
             continue
-        has_label = label.is_file()
-        unlabelled += not has_label
+        problem = _pair_problem(before, after, label if labelled else None)
+        if problem is not None:
+            skips.skip(name, problem)
+            continue
         samples.append(
             Sample(
                 id=name,
                 images=(str(before), str(after)),
                 conversation=[Turn("user", prompts.get(name, default_prompt))],
                 task="change_mask",
-                mask=str(label) if has_label else None,
+                mask=str(label) if labelled else None,
             )
         )
-    if skipped:
-        log.warning(
-            "%s: skipped %d of %d %s samples (see the warnings above)", base, skipped, len(names), split
-        )
-    if unlabelled:
-        log.warning("%s: %d %s samples have no label in %s", base, unlabelled, split, base / "label")
+    skips.summary(len(names))
+    if not labelled:
+        log.warning("%s: %s has no label folder %s; samples have no masks", base, split, base / "label")
     return samples
 
 
