@@ -1,5 +1,6 @@
 """`rsforge detect` end to end: a 3000 x 3000 georeferenced pair built from synthetic 64 px pairs with a
-known mask, a small mask model trained here, and the written GeoTIFF checked against the truth."""
+known mask, the tiny mask recipe trained on other synthetic pairs, and the written GeoTIFF checked
+against the truth."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from rsforge.core.cli import main
 from rsforge.core.data.synth import generate
+
+from .mask_model import train_tiny_mask_model
 
 rasterio = pytest.importorskip("rasterio")
 from rasterio.transform import from_origin  # noqa: E402
@@ -27,41 +29,6 @@ def _pairs(root: Path, splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray,
     names = [(s, p.name) for s in splits for p in sorted((root / s / "A").iterdir())]
     read = lambda sub, conv: np.stack([np.asarray(Image.open(root / s / sub / n).convert(conv)) for s, n in names])  # noqa: E731
     return read("A", "RGB"), read("B", "RGB"), read("label", "L") > 127
-
-
-def _train_mask_model(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], out: Path) -> Path:
-    """A tiny ViT + change-mask head (64 px) trained with the kernel's pure-torch steps (~15 s on 2 cores)."""
-    from rsforge.core.assembler import assemble
-    from rsforge.core.plugins import PluginManager
-    from rsforge.core.recipe import parse_recipe
-    from rsforge.core.train_steps import build_optimizer, build_scheduler, seed_everything, sft_step
-
-    plugins = PluginManager()
-    raw = {
-        "name": "tiny-mask",
-        "encoder": {"name": "timm", "model_name": "vit_tiny_patch16_224", "image_size": CELL, "num_maps": 1,
-                    "model_kwargs": {"patch_size": 4, "embed_dim": 32, "depth": 1, "num_heads": 2}},
-        "heads": [{"name": "change_mask", "hidden": 16}],
-        "train": {"epochs": 1, "batch_size": 16, "lr": 0.003, "warmup_steps": 10},
-    }  # fmt: skip
-    recipe = parse_recipe(raw, plugins.registry)
-    seed_everything(0)
-    model = assemble(recipe, plugins)
-    before, after, masks = pairs
-    images = torch.from_numpy(np.stack([before, after], 1)).permute(0, 1, 4, 2, 3).float() / 255
-    targets = torch.from_numpy(masks).float()
-    steps = 300
-    optimizer = build_optimizer(model, recipe.train)
-    scheduler = build_scheduler(optimizer, recipe.train, steps)
-    generator = torch.Generator().manual_seed(0)
-    for step in range(steps):
-        idx = torch.randint(0, len(images), (16,), generator=generator)
-        x, y = images[idx], targets[idx]
-        if step % 2:  # flips: cheap augmentation
-            x, y = x.flip(-1), y.flip(-1)
-        batch = {"images": x, "masks": y, "mask_valid": torch.ones(16, dtype=torch.bool)}
-        sft_step(model, batch, optimizer, scheduler, grad_clip=1.0)
-    return model.eval().save_pretrained(out)
 
 
 def _mosaic(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], seed: int) -> tuple[np.ndarray, ...]:
@@ -90,13 +57,8 @@ def _write_geotiff(path: Path, rgb: np.ndarray) -> None:
 def scene(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("detect")
     root = generate(tmp / "synth", 160, seed=3, size=CELL, progress=False)
-    try:  # the shared trained model, where the heads' test helper provides it
-        from .mask_model import train_tiny_mask_model
-    except ImportError:
-        model = _train_mask_model(_pairs(root, ("train",)), tmp / "model")
-    else:
-        model = train_tiny_mask_model(tmp / "shared")
-    before, after, truth = _mosaic(_pairs(root, ("val", "test")), seed=0)  # pairs unseen in training
+    model = train_tiny_mask_model(tmp / "model")  # trained on its own synthetic seed: these pairs are unseen
+    before, after, truth = _mosaic(_pairs(root, ("val", "test")), seed=0)
     _write_geotiff(tmp / "before.tif", before)
     _write_geotiff(tmp / "after.tif", after)
     return {"tmp": tmp, "model": model, "truth": truth}
