@@ -166,3 +166,30 @@ def test_sixteen_bit_geotiff_is_stretched_and_georeference_kept(tmp_path):
     assert stats.changed == 2000 and stats.area == 200000.0
     with rasterio.open(tmp_path / "m.tif") as src:
         assert src.transform == transform and src.crs.to_epsg() == 32631 and (src.read(1) == 255).all()
+
+
+class FailingModel(ConstantModel):
+    """Fails on its third batch, as a crash mid-scene would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def mask_logits(self, images: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("out of memory")
+        return super().mask_logits(images)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_a_failed_run_leaves_the_previous_output_whole_and_no_partial_file(tmp_path, suffix):
+    path = tmp_path / "a.png"
+    _gradient(path, 150, 130)
+    out = tmp_path / f"change{suffix}"
+    detect(ConstantModel(0.9), path, path, out, overlap=4, batch=2, progress=False)
+    before = out.read_bytes()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        detect(FailingModel(), path, path, out, overlap=4, batch=2, progress=False)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", out.name])

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from rsforge.core.atomic import atomic_write_text
 from rsforge.core.data.schema import Sample
 from rsforge.core.data.torch_dataset import SampleDataset, collate
 from rsforge.core.metrics.captions import caption_metrics, caption_metrics_by_group
@@ -204,12 +205,9 @@ def metrics_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
 def write_evaluation(out_dir: str | Path, evaluation: Evaluation, info: Mapping[str, object]) -> Path:
     """Write `metrics.json` (`info` + metrics), `metrics.md` and `predictions.jsonl` into `out_dir`."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({**info, "metrics": evaluation.metrics}, indent=2) + "\n")
-    (out / "metrics.md").write_text(metrics_table(evaluation.metrics))
-    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
-        for row in evaluation.predictions:
-            f.write(json.dumps(row) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps({**info, "metrics": evaluation.metrics}, indent=2) + "\n")
+    atomic_write_text(out / "metrics.md", metrics_table(evaluation.metrics))
+    atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(row) + "\n" for row in evaluation.predictions))
     return out
 
 

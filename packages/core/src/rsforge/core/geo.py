@@ -13,6 +13,7 @@ percentile stretch of `load_raster`, its bounds taken once from a decimated read
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from types import TracebackType
 
 import numpy as np
 
+from rsforge.core.atomic import atomic_path
 from rsforge.core.data.images import (
     DEFAULT_MAX_PIXELS,
     STRETCH_PERCENTILES,
@@ -191,7 +193,9 @@ class MaskWriter:
 
     def __init__(self, path: str | Path, like: RasterInfo) -> None:
         self.path, self.like = Path(path), like
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Rows go to a temporary sibling that replaces `path` only when every row is written.
+        self._commit = contextlib.ExitStack()
+        self._tmp = self._commit.enter_context(atomic_path(self.path))
         self._dst = self._env = self._array = None
         if has_rasterio() and self.path.suffix.lower() in GEOTIFF_SUFFIXES:
             import rasterio
@@ -209,7 +213,7 @@ class MaskWriter:
                 profile["crs"] = like.crs
             if like.transform is not None:
                 profile["transform"] = Affine.from_gdal(*like.transform)
-            self._dst = rasterio.open(self.path, "w", **profile)
+            self._dst = rasterio.open(self._tmp, "w", **profile)
         else:
             self._array = np.zeros((like.height, like.width), np.uint8)
 
@@ -222,7 +226,8 @@ class MaskWriter:
         else:
             self._array[row : row + block.shape[0]] = block
 
-    def close(self) -> None:
+    def close(self, failed: BaseException | None = None) -> None:
+        """Finish the file and move it into place; after `failed`, drop it and leave `path` as it was."""
         if self._dst is not None:
             self._dst.close()
             self._dst = None
@@ -230,16 +235,21 @@ class MaskWriter:
             self._env.__exit__(None, None, None)
             self._env = None
         if self._array is not None:
-            from PIL import Image
+            if failed is None:
+                from PIL import Image
 
-            Image.fromarray(self._array).save(self.path)
+                Image.fromarray(self._array).save(self._tmp)
             self._array = None
+        if failed is None:
+            self._commit.close()
+        else:
+            self._commit.__exit__(type(failed), failed, failed.__traceback__)
 
     def __enter__(self) -> MaskWriter:
         return self
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+        self.close(exc)
 
 
 def mask_polygons(mask_path: str | Path, geojson_path: str | Path) -> int:
@@ -256,7 +266,7 @@ def mask_polygons(mask_path: str | Path, geojson_path: str | Path) -> int:
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), rasterio.open(mask_path) as src:
         mask = src.read(1)
         crs = src.crs.to_string() if src.crs is not None else None
-        with open(geojson_path, "w", encoding="utf-8") as f:
+        with atomic_path(geojson_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             # The CRS is named (GeoJSON's old `crs` member) since map units are rarely WGS 84 here.
             header = {"type": "FeatureCollection"}
             if crs:
