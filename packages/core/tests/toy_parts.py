@@ -49,7 +49,7 @@ class ToyBridge(Bridge):
             self.tied = nn.Linear(self.in_dim, self.out_dim)
             self.tied.weight = self.proj.weight
 
-    def forward(self, features: VisualFeatures) -> VisualFeatures:
+    def forward(self, features: VisualFeatures, instructions: list[str] | None = None) -> VisualFeatures:
         return VisualFeatures(self.proj(features.tokens), features.maps)
 
 

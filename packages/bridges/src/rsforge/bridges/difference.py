@@ -20,7 +20,7 @@ class DifferenceBridge(Bridge):
         width = 3 * self.in_dim if config.fusion == "concat_diff" else self.in_dim
         self.proj = nn.Sequential(nn.Linear(width, self.out_dim), nn.GELU(), nn.LayerNorm(self.out_dim))
 
-    def forward(self, features: VisualFeatures) -> VisualFeatures:
+    def forward(self, features: VisualFeatures, instructions: list[str] | None = None) -> VisualFeatures:
         if features.num_images != 2:
             raise ValueError(f"difference bridge needs a before/after pair, got {features.num_images} image(s)")
         before, after = features.tokens[:, 0], features.tokens[:, 1]

@@ -18,5 +18,5 @@ class MLPProjector(Bridge):
             layers += [nn.GELU(), nn.Linear(self.out_dim, self.out_dim)]
         self.mlp = nn.Sequential(*layers)
 
-    def forward(self, features: VisualFeatures) -> VisualFeatures:
+    def forward(self, features: VisualFeatures, instructions: list[str] | None = None) -> VisualFeatures:
         return VisualFeatures(tokens=self.mlp(features.tokens), maps=features.maps)

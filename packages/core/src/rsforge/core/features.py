@@ -56,13 +56,21 @@ class Encoder(nn.Module):
 
 
 class Bridge(nn.Module):
-    """VisualFeatures -> VisualFeatures. `bitemporal` bridges read both dates and fuse them (T: 2 -> 1)."""
+    """VisualFeatures -> VisualFeatures. `bitemporal` bridges read both dates and fuse them (T: 2 -> 1).
+
+    `instructions`: each sample's instruction text (its first user turn), for bridges that condition
+    on it (`reads_instruction = True`, e.g. an instruction-aware Q-Former); others ignore it.
+    Bridges pass the encoder's `maps` on with the dates kept apart; a bridge with `aligns_maps = True`
+    returns them transformed (still (B, 2, C_i, H_i, W_i)), and mask heads then read its maps.
+    """
 
     in_dim: int
     out_dim: int
     bitemporal: bool = False
+    reads_instruction: bool = False
+    aligns_maps: bool = False
 
-    def forward(self, features: VisualFeatures) -> VisualFeatures:
+    def forward(self, features: VisualFeatures, instructions: list[str] | None = None) -> VisualFeatures:
         raise NotImplementedError
 
 

@@ -21,7 +21,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
 def prompt_texts(prompts: list[list[Turn]] | None) -> list[str] | None:
-    """Each sample's first user turn (what a text-guided head is steered by), from `batch["prompts"]`."""
+    """Each sample's first user turn: what a text-guided head is steered by and what an
+    instruction-aware bridge reads, in training and generation alike."""
     if prompts is None:
         return None
     return [next((t.text for t in turns if t.role == "user"), "") for turns in prompts]
@@ -76,27 +77,36 @@ class RSForgeModel(nn.Module):
                 f"got {tuple(images.shape)}"
             )
 
-    def decoder_input(self, images: torch.Tensor) -> torch.Tensor:
-        """What the decoder reads: visual tokens (B, N, D), or the images themselves."""
+    def decoder_input(self, images: torch.Tensor, conversations: list[list[Turn]] | None = None) -> torch.Tensor:
+        """What the decoder reads: visual tokens (B, N, D), or the images themselves. `conversations`
+        give instruction-aware bridges their instruction."""
         if self.reads_images:
             self._check_images(images)
             return images
-        return self.visual_tokens(self.encode(images))
+        return self.visual_tokens(self.encode(images), prompt_texts(conversations))
 
-    def visual_tokens(self, features: VisualFeatures) -> torch.Tensor:
-        return self.bridge(features).tokens.flatten(1, 2)
+    def visual_tokens(self, features: VisualFeatures, instructions: list[str] | None = None) -> torch.Tensor:
+        return self.bridge(features, instructions).tokens.flatten(1, 2)
 
-    def bridge(self, features: VisualFeatures) -> VisualFeatures:
+    def bridge(self, features: VisualFeatures, instructions: list[str] | None = None) -> VisualFeatures:
         for bridge in self.bridges:
-            features = bridge(features)
+            features = bridge(features, instructions)
         return features
 
-    def _head_inputs(self, features: VisualFeatures, bridged: VisualFeatures | None, head) -> VisualFeatures:
-        """What a head reads: the encoder's features, or (`reads_bridged_tokens`) the bridged tokens with
-        the encoder's maps of both dates, so one model answers in text and in pixels from the same tokens."""
-        if not head.reads_bridged_tokens:
+    def _heads_read_bridges(self) -> bool:
+        return any(b.aligns_maps for b in self.bridges) or any(h.reads_bridged_tokens for h in self.heads)
+
+    def _head_inputs(self, features: VisualFeatures, bridged: VisualFeatures | None, head,
+                     instructions: list[str] | None = None) -> VisualFeatures:
+        """What a head reads: the encoder's tokens, or (`reads_bridged_tokens`) the bridged ones, so one
+        model answers in text and in pixels from the same tokens; and the maps of both dates, as aligned
+        by a bridge that aligns them (BEV) or else as the encoder made them."""
+        if not self._heads_read_bridges():
             return features
-        return VisualFeatures(tokens=(bridged or self.bridge(features)).tokens, maps=features.maps)
+        bridged = bridged or self.bridge(features, instructions)
+        tokens = bridged.tokens if head.reads_bridged_tokens else features.tokens
+        maps = bridged.maps if any(b.aligns_maps for b in self.bridges) else features.maps
+        return VisualFeatures(tokens=tokens, maps=maps)
 
     @property
     def mask_heads(self) -> list[nn.Module]:
@@ -104,18 +114,20 @@ class RSForgeModel(nn.Module):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """Training losses of a collated batch; `loss` is the weighted sum the optimiser steps on."""
+        conversations = batch.get("conversations")
         if self.reads_images:
-            losses = {"lm": self.decoder(self.decoder_input(batch["images"]), batch["conversations"])}
+            losses = {"lm": self.decoder(self.decoder_input(batch["images"]), conversations)}
             losses["loss"] = self.recipe.train.lm_loss_weight * losses["lm"]
             return losses
         features = self.encode(batch["images"])
         losses: dict[str, torch.Tensor] = {}
         total = features.tokens.new_zeros(())
-        bridged = None  # run the bridges once, for the decoder and every head that reads their tokens
-        if self.decoder is not None or any(h.reads_bridged_tokens for h in self.heads):
-            bridged = self.bridge(features)
+        instructions = prompt_texts(conversations)
+        bridged = None  # run the bridges once, for the decoder and every head that reads them
+        if self.decoder is not None or self._heads_read_bridges():
+            bridged = self.bridge(features, instructions)
         if self.decoder is not None:
-            losses["lm"] = self.decoder(bridged.tokens.flatten(1, 2), batch["conversations"])
+            losses["lm"] = self.decoder(bridged.tokens.flatten(1, 2), conversations)
             total = total + self.recipe.train.lm_loss_weight * losses["lm"]
         masks, labels = batch.get("masks"), batch.get("labels")
         prompts = prompt_texts(batch.get("prompts"))
@@ -151,8 +163,9 @@ class RSForgeModel(nn.Module):
         if self.decoder is None:
             raise ValueError(f"model '{self.recipe.name}' has no decoder, so it cannot answer in text")
         return self.decoder.generate(
-            self.decoder_input(images), conversations, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_p=top_p, num_beams=num_beams, num_return_sequences=num_return_sequences, stop=stop,
+            self.decoder_input(images, conversations), conversations, max_new_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p, num_beams=num_beams, num_return_sequences=num_return_sequences,
+            stop=stop,
         )
 
     @torch.no_grad()
@@ -163,7 +176,7 @@ class RSForgeModel(nn.Module):
             raise ValueError(f"model '{self.recipe.name}' has no mask head")
         head = self.mask_heads[0]
         features = self.encode(images)
-        return head(self._head_inputs(features, None, head), self.image_size, prompts)
+        return head(self._head_inputs(features, None, head, prompts), self.image_size, prompts)
 
     @torch.no_grad()
     def class_logits(self, images: torch.Tensor) -> torch.Tensor:
