@@ -33,11 +33,17 @@ def _run(kind: str, part, config):
         assert [m.shape[1] for m in maps] == part.map_channels and all(m.shape[0] == 2 for m in maps)
         return [tokens, *maps], tokens.square().mean()
     if kind == "bridge":
+        # Tokens on a 4x4 patch grid; maps of both dates with the channels the config names (bridges that
+        # read or align maps declare `map_channels`); an instruction per sample for bridges that read one.
         t = 2 if part.bitemporal else 1
-        out = part(VisualFeatures(torch.randn(2, t, 5, part.in_dim, generator=g)))
+        maps = [torch.randn(2, 2, c, 4, 4, generator=g) for c in getattr(config, "map_channels", None) or []]
+        features = VisualFeatures(torch.randn(2, t, 16, part.in_dim, generator=g), maps)
+        out = part(features, ["what changed?", "are there new buildings?"])
         assert out.tokens.shape[0] == 2 and out.tokens.shape[1] == (1 if part.bitemporal else t)
         assert out.tokens.shape[-1] == part.out_dim and out.tokens.dtype == torch.float32
-        return [out.tokens], out.tokens.square().mean()
+        assert [m.shape for m in out.maps] == [m.shape for m in maps]  # dates stay apart in the maps
+        loss = out.tokens.square().mean() + sum(m.square().mean() for m in out.maps if part.aligns_maps)
+        return [out.tokens, *out.maps], loss
     if kind == "decoder":
         if getattr(part, "reads_images", False):  # a VLM with its own vision tower reads (B, T, 3, S, S) images
             visual = torch.rand(2, part.num_images, 3, part.image_size, part.image_size, generator=g)
