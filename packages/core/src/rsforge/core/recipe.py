@@ -18,6 +18,21 @@ from rsforge.core.errors import RecipeError
 from rsforge.core.registry import Registry
 
 
+class StageConfig(BaseModel):
+    """One stage of a training run. `sft`: answer-only cross-entropy plus every head's loss; `mask`:
+    the mask heads' losses only; `scst`: self-critical sequence training on the recipe's rewards
+    (K free multinomial rollouts per input, the greedy decode as baseline)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["sft", "mask", "scst"] = "sft"
+    epochs: int = Field(1, ge=1)
+    lr: float | None = Field(None, gt=0, description="this stage's base learning rate; none: train.lr")
+    num_samples: int = Field(5, ge=1, description="scst: free rollouts per input (K)")
+    max_new_tokens: int = Field(24, ge=1, description="scst: rollout length")
+    temperature: float = Field(1.0, gt=0, description="scst: sampling temperature of the rollouts")
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -34,6 +49,8 @@ class TrainConfig(BaseModel):
     cpus_per_worker: int = Field(1, ge=1)
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = each epoch")
     max_failures: int = Field(0, ge=-1)
+    stages: list[StageConfig] = Field(
+        [], description="stages run in order; none: one sft stage of `epochs` epochs")
 
 
 class EvalConfig(BaseModel):
