@@ -18,6 +18,7 @@ from rsforge.core.tasks import task_names
 
 def _plugins_command(args) -> int:
     plugins, registry = args.plugins, args.plugins.registry
+    width = max((len(name) for kind in KINDS for name in registry.names(kind)), default=0)
     for kind in KINDS:
         names = registry.names(kind)
         if not names:
@@ -25,7 +26,7 @@ def _plugins_command(args) -> int:
         print(f"{kind}s:")
         for name in names:
             spec = registry.parts[kind][name]
-            print(f"  {name:<20} {spec.distribution:<18} {spec.description}")
+            print(f"  {name:<{width}}  {spec.distribution:<18} {spec.description}")
     for failure in plugins.failures:
         print(f"FAILED plugin '{failure.name}' ({failure.distribution}): {failure.error}", file=sys.stderr)
         if args.verbose:

@@ -9,8 +9,6 @@ bitemporal FPN map (FiLM) and score every pixel by a dot product, both feeding t
 from __future__ import annotations
 
 import math
-import re
-import zlib
 from collections import OrderedDict
 
 import torch
@@ -18,11 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsforge.core.features import VisualFeatures
+from rsforge.core.text import word_hashes
 from rsforge.heads.change_mask import DifferenceNeck, conv_block, upsample_to_image
 from rsforge.heads.configs import TextMaskHeadConfig
 from rsforge.heads.losses import mask_loss
-
-_WORD = re.compile(r"\w+")
 
 
 class FrozenTextEncoder(nn.Module):
@@ -76,9 +73,8 @@ class HashedWordEmbedding(nn.Module):
 
     def _ids(self, text: str) -> torch.Tensor:
         if text not in self.cache:
-            # crc32, not hash(): Python salts str hashes per process, and ids must survive a reload.
-            words = _WORD.findall(text.lower())[: self.max_tokens] or [""]
-            self.cache[text] = torch.tensor([zlib.crc32(w.encode()) % self.buckets for w in words])
+            # A prompt with no words reads as one empty word, whose crc32 is 0.
+            self.cache[text] = torch.tensor(word_hashes(text, self.buckets, self.max_tokens) or [0])
             if len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
         return self.cache[text]
