@@ -68,8 +68,17 @@ def _run(kind: str, part, config):
         assert part(features, 16).shape == logits.shape  # prompts are optional
         loss = part.loss(logits, (torch.rand(2, 16, 16, generator=g) > 0.7).float())
         return [logits], loss
-    scores = part(["a building was built", "no change"], [["a building was built"], ["there is no change"]])
-    assert scores.shape == (2,) and scores.dtype == torch.float32
+    if getattr(part, "reads_logits", False):  # a logit regulariser: (N, L, V) logits, (N, L) mask -> (N,)
+        logits = torch.randn(2, 5, 11, generator=g, requires_grad=True)
+        values = part(logits, torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool))
+        assert values.shape == (2,) and values.dtype == torch.float32 and torch.isfinite(values).all()
+        values.sum().backward()
+        assert logits.grad is not None and logits.grad[0, 3:].abs().sum() == 0  # masked after EOS
+        return [values.detach()], None
+    masks = (torch.rand(2, 8, 8, generator=g) > 0.5).float()
+    extras = {"masks": masks, "pred_masks": torch.randn(2, 8, 8, generator=g), "mask_valid": torch.ones(2).bool()}
+    scores = part(["a building was built", "no change"], [["a building was built"], ["there is no change"]], extras)
+    assert scores.shape == (2,) and scores.dtype == torch.float32 and torch.isfinite(scores).all()
     return [scores], None
 
 

@@ -138,10 +138,29 @@ def test_other_n_gram_orders_run():
 def test_plugin_registers_cider_d():
     calls = []
     plugin.register_rewards(register=lambda name, **spec: calls.append((name, spec)))
-    assert [name for name, _ in calls] == ["cider_d"]
+    assert [name for name, _ in calls][:1] == ["cider_d"]
     spec = calls[0][1]
     assert spec["factory"] == "rsforge.rewards.cider:CiderD" and spec["config"] is CiderDConfig
     config = CiderDConfig.model_validate({"name": "cider_d", **spec["example"]})
     assert (config.n, config.sigma, config.weight) == (4, 6.0, 1.0)
     with pytest.raises(ValidationError):
         CiderDConfig(name="cider_d", df="corpus")
+
+
+def test_fitted_reward_caches_corpus_references_and_mixes_in_others():
+    # SCST's shape: several rollouts per corpus image, plus a sample whose references are not in the
+    # corpus (scored in full with the fitted df). All must equal pycocoevalcap on the corpus.
+    corpus = [*REFERENCES, ["a swimming pool was built"]]
+    reward = cider_d().fit(corpus)
+    expected = {c: coco_cider([c] * len(corpus), corpus) for c in CANDIDATES}
+    order = [4, 4, 0, 7, 4, 2]
+    candidates = [CANDIDATES[i] for i in [0, 4, 1, 7, 6, 2]]
+    scores = reward(candidates, [corpus[i] for i in order])
+    np.testing.assert_allclose(scores.numpy(), [expected[c][i] for c, i in zip(candidates, order, strict=True)],
+                               rtol=0, atol=1e-6)
+    outside = [["a new road appears", "the two scenes seem identical"]]
+    fresh = reward([CANDIDATES[2], CANDIDATES[2]], [corpus[2], *outside])
+    rebuilt = cider_d().fit(corpus)
+    rebuilt._bank = None  # the same fitted df without the cache: every sample counted in full
+    np.testing.assert_allclose(fresh.numpy(), rebuilt([CANDIDATES[2]] * 2, [corpus[2], *outside]).numpy(),
+                               rtol=0, atol=1e-6)

@@ -53,7 +53,14 @@ class HeadConfig(PartConfig):
 
 
 class RewardConfig(PartConfig):
+    """`weight`: the reward's factor in the combined reward (a logit regulariser's: of its loss term).
+    `normalise`: standardise the raw reward with its running mean and std before weighting, so rewards
+    of different scales combine; the statistics are Welford's over every score seen, or an EMA with
+    `norm_momentum` (the weight of the newest batch). Regularisers are never normalised."""
+
     weight: float = 1.0
+    normalise: bool = True
+    norm_momentum: float | None = Field(None, gt=0, le=1)
 
 
 class DatasetConfig(PartConfig):

@@ -93,6 +93,13 @@ def _compact(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return value[first], inverse
 
 
+def _counts(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique values of `a` and how often each occurs."""
+    a = np.sort(a)
+    first = np.flatnonzero(_run_starts(a))
+    return a[first], np.diff(np.append(first, len(a)))
+
+
 def _unique(a: np.ndarray) -> np.ndarray:
     """Sorted unique values (np.unique's default hash-based path is far slower on int64 keys)."""
     a = np.sort(a)
@@ -128,11 +135,17 @@ class _CorpusStats:
     df: list[np.ndarray]  # per order, the number of images whose references contain each n-gram
     log_n: float  # log(number of images)
 
-    def document_frequency(self, vocab: list[str], keys: list[np.ndarray]) -> np.ndarray:
-        """Fitted document frequency of each n-gram of a batch given by its `vocab` and `keys`
-        (0 for n-grams the corpus never saw), orders concatenated like the batch's n-gram ids."""
+    @property
+    def offsets(self) -> np.ndarray:
+        """Where each order starts in the corpus's global n-gram ids (orders concatenated)."""
+        sizes = np.array([len(k) for k in self.keys])
+        return np.cumsum(sizes) - sizes
+
+    def fit_ids(self, vocab: list[str], keys: list[np.ndarray]) -> list[np.ndarray]:
+        """Per order, the corpus id of each n-gram of a batch given by its `vocab` and `keys`
+        (-1 for n-grams the corpus never saw)."""
         word_fit = np.array([self.vocab.get(w, -1) for w in vocab], dtype=np.int64)
-        fit_ids, dfs = word_fit, []
+        fit_ids, out = word_fit, []
         for k, order_keys in enumerate(keys):
             if k > 0:  # a k-gram is known iff its prefix and last word are, and the pair is in the table
                 prefix, last = np.divmod(order_keys, max(len(vocab), 1))
@@ -140,10 +153,38 @@ class _CorpusStats:
                 known = np.flatnonzero((fit_prefix >= 0) & (fit_last >= 0))
                 fit_ids = np.full(len(order_keys), -1, dtype=np.int64)
                 fit_ids[known] = _lookup(self.keys[k], fit_prefix[known] * len(self.vocab) + fit_last[known])
-            df = np.zeros(len(order_keys))
-            df[fit_ids >= 0] = self.df[k][fit_ids[fit_ids >= 0]]
+            out.append(fit_ids)
+        return out
+
+    def document_frequency(self, fit_ids: list[np.ndarray]) -> np.ndarray:
+        """Fitted document frequency of each n-gram given by its `fit_ids` (0 where unseen), orders
+        concatenated like the batch's n-gram ids."""
+        dfs = []
+        for k, ids in enumerate(fit_ids):
+            df = np.zeros(len(ids))
+            df[ids >= 0] = self.df[k][ids[ids >= 0]]
             dfs.append(df)
         return np.concatenate(dfs)
+
+
+@dataclass(frozen=True)
+class _ReferenceBank:
+    """The tf-idf vectors of every reference of the fitted corpus, computed once by `fit`.
+
+    With document frequencies fixed, a reference's vector never changes, and SCST scores the same
+    references again and again (K rollouts and the greedy decode per image, every epoch). So a call
+    whose reference lists are corpus images only builds its candidates' vectors and looks the
+    references' up here. Per (image, n-gram) the weights of the image's references sit in one dense
+    row (0 where a reference lacks the n-gram), so one lookup per candidate n-gram gives all of them.
+    """
+
+    image_of: dict[tuple[str, ...], int]  # reference list -> corpus image
+    n_refs: np.ndarray  # (images,) references per image
+    key: np.ndarray  # sorted unique (image * n_grams + corpus gram) of the references' n-grams
+    weight: np.ndarray  # (keys, most references) tf-idf weight of each key's n-gram in each reference
+    norm: np.ndarray  # (images, most references, n) vector norms; 0 past an image's references
+    bigrams: np.ndarray  # (images, most references) lengths as the length penalty counts them
+    n_grams: int  # number of corpus n-grams, all orders
 
 
 class CiderD:
@@ -152,11 +193,20 @@ class CiderD:
     Text is split on whitespace only: tokenize (and lowercase) upstream, e.g. with the same PTB
     tokenization as the evaluation. `config.n` is the longest n-gram (the reference implementation is
     only defined for its default n=4), `config.sigma` the width of the length penalty.
+
+    Document frequencies: without `fit`, from the references of each call (pycocoevalcap's
+    `compute_score` on that batch). After `fit(training_references)` (what SCST does, and what the
+    kernel's `RewardSet` calls with the training split's references), from that corpus, so that a
+    sample's score no longer depends on its batch; the references of the corpus are then cached as
+    tf-idf vectors and only the candidates are counted per call.
     """
+
+    needs_corpus = True  # RewardSet calls fit(training references) before training
 
     def __init__(self, config: CiderDConfig) -> None:
         self.config = config
         self._corpus: _CorpusStats | None = None
+        self._bank: _ReferenceBank | None = None
 
     @property
     def fitted(self) -> bool:
@@ -170,16 +220,49 @@ class CiderD:
         n_refs = _check_references(corpus_references, "CiderD.fit")
         words, lengths, vocab = _tokenize(list(chain.from_iterable(corpus_references)))
         starts, ids, keys = _ngram_ids(words, lengths, self.config.n, len(vocab))
-        image_of_word = np.repeat(np.repeat(np.arange(len(corpus_references)), n_refs), lengths)
+        sentence_of_word = np.repeat(np.arange(len(lengths)), lengths)
+        image_of_sentence = np.repeat(np.arange(len(corpus_references)), n_refs)
         df = []
         for start, order_ids, order_keys in zip(starts, ids, keys, strict=True):
             # An n-gram counts once per image however many of the image's references contain it.
-            pairs = _unique(image_of_word[start] * len(order_keys) + order_ids)
+            pairs = _unique(image_of_sentence[sentence_of_word[start]] * len(order_keys) + order_ids)
             df.append(np.bincount(pairs % max(len(order_keys), 1), minlength=len(order_keys)))
         self._corpus = _CorpusStats(
             {w: i for i, w in enumerate(vocab)}, keys, df, float(np.log(len(corpus_references)))
         )
+        self._bank = self._build_bank(corpus_references, n_refs, lengths, sentence_of_word, starts, ids)
         return self
+
+    def _build_bank(self, corpus_references, n_refs, lengths, sentence_of_word, starts, ids) -> _ReferenceBank:
+        n, corpus = self.config.n, self._corpus
+        offsets = corpus.offsets
+        n_grams = int(offsets[-1] + len(corpus.keys[-1]))
+        sentence = np.concatenate([sentence_of_word[start] for start in starts])
+        gram = np.concatenate([offset + order_ids for offset, order_ids in zip(offsets, ids, strict=True)])
+        # (sentence, gram) entries with their term frequency
+        entry_key, tf = _counts(sentence * n_grams + gram)
+        sentence, gram = np.divmod(entry_key, n_grams)
+        idf = corpus.log_n - np.log(np.maximum(np.concatenate(corpus.df), 1.0))
+        weight = tf * idf[gram]
+        order_of_gram = np.repeat(np.arange(n), [len(k) for k in corpus.keys])
+        norm = np.sqrt(np.bincount(sentence * n + order_of_gram[gram], weights=weight**2,
+                                   minlength=len(lengths) * n)).reshape(-1, n)
+        image_of_sentence = np.repeat(np.arange(len(corpus_references)), n_refs)
+        first_sentence = np.cumsum(n_refs) - n_refs
+        local = np.arange(len(lengths)) - first_sentence[image_of_sentence]
+        width = int(n_refs.max())
+        key, row = _compact(image_of_sentence[sentence] * n_grams + gram)
+        dense = np.zeros((len(key), width))
+        dense[row, local[sentence]] = weight
+        cells = (image_of_sentence, local)
+        norms = np.zeros((len(corpus_references), width, n))
+        norms[cells] = norm
+        bigrams = np.zeros((len(corpus_references), width), dtype=np.int64)
+        bigrams[cells] = np.maximum(lengths - 1, 0)
+        return _ReferenceBank(
+            image_of={tuple(refs): i for i, refs in enumerate(corpus_references)}, n_refs=n_refs, key=key,
+            weight=dense, norm=norms, bigrams=bigrams, n_grams=n_grams,
+        )
 
     def __call__(
         self, candidates: list[str], references: list[list[str]], extras: dict[str, Any] | None = None
@@ -192,7 +275,62 @@ class CiderD:
             raise ValueError(
                 f"CiderD: {len(candidates)} candidates but {len(references)} lists of references"
             )
-        return torch.from_numpy(self._scores(list(candidates), references).astype(np.float32))
+        candidates = list(candidates)
+        if self._bank is None or not candidates:
+            return torch.from_numpy(self._scores(candidates, references).astype(np.float32))
+        image = np.array([self._bank.image_of.get(tuple(refs), -1) for refs in references], dtype=np.int64)
+        scores = np.zeros(len(candidates))
+        banked = np.flatnonzero(image >= 0)
+        if len(banked):
+            scores[banked] = self._banked_scores([candidates[i] for i in banked], image[banked])
+        other = np.flatnonzero(image < 0)
+        if len(other):  # references outside the fitted corpus: counted in full, with the fitted df
+            scores[other] = self._scores([candidates[i] for i in other], [references[i] for i in other])
+        return torch.from_numpy(scores.astype(np.float32))
+
+    def _banked_scores(self, candidates: list[str], image: np.ndarray) -> np.ndarray:
+        """Scores of candidates whose references are corpus images `image` (one per candidate)."""
+        n, corpus, bank = self.config.n, self._corpus, self._bank
+        batch = len(candidates)
+        words, lengths, vocab = _tokenize(candidates)
+        starts, ids, keys = _ngram_ids(words, lengths, n, len(vocab))
+        fit_ids = corpus.fit_ids(vocab, keys)
+        sizes = np.array([len(k) for k in keys])
+        offsets = np.cumsum(sizes) - sizes
+        n_batch_grams = int(sizes.sum())
+        order_of_gram = np.repeat(np.arange(n), sizes)
+        corpus_gram = np.concatenate([np.where(f >= 0, off + f, -1) for f, off in zip(fit_ids, corpus.offsets,
+                                                                                       strict=True)])
+        idf = corpus.log_n - np.log(np.maximum(corpus.document_frequency(fit_ids), 1.0))
+
+        # The candidates' (sample, gram) entries, their tf-idf weights and norms.
+        sentence_of_word = np.repeat(np.arange(batch), lengths)
+        sample = np.concatenate([sentence_of_word[start] for start in starts])
+        gram = np.concatenate([offset + order_ids for offset, order_ids in zip(offsets, ids, strict=True)])
+        entry_key, tf = _counts(sample * n_batch_grams + gram)
+        sample, gram = np.divmod(entry_key, n_batch_grams)
+        weight = tf * idf[gram]
+        order = order_of_gram[gram]
+        norm = np.sqrt(np.bincount(sample * n + order, weights=weight**2, minlength=batch * n)).reshape(-1, n)
+
+        # Each candidate entry meets the weights of its image's references for the same corpus gram.
+        known = np.flatnonzero(corpus_gram[gram] >= 0)
+        found = _lookup(bank.key, image[sample[known]] * bank.n_grams + corpus_gram[gram[known]])
+        known, found = known[found >= 0], found[found >= 0]
+        ref_weight = bank.weight[found]  # (matches, width)
+        width = bank.weight.shape[1]
+        cell = (sample[known] * width)[:, None] + np.arange(width)  # (sample, reference) of each weight
+        clipped = np.minimum(weight[known, None], ref_weight) * ref_weight
+        dot = np.bincount((cell * n + order[known, None]).ravel(), weights=clipped.ravel(),
+                          minlength=batch * width * n).reshape(batch, width, n)
+
+        denom = bank.norm[image] * norm[:, None]
+        cosine = np.divide(dot, denom, out=np.zeros_like(denom), where=denom != 0)
+        delta = (np.maximum(lengths - 1, 0)[:, None] - bank.bigrams[image]).astype(np.float64)
+        per_ref = cosine.mean(axis=2) * np.exp(-(delta**2) / (2 * self.config.sigma**2))
+        n_refs = bank.n_refs[image]
+        per_ref[np.arange(width) >= n_refs[:, None]] = 0.0  # columns past a sample's references
+        return per_ref.sum(axis=1) / n_refs * 10.0
 
     def _scores(self, candidates: list[str], references: list[list[str]]) -> np.ndarray:
         n, batch = self.config.n, len(candidates)
@@ -232,7 +370,7 @@ class CiderD:
         group_first = _run_starts(image_gram)
 
         if self._corpus is not None:
-            df = self._corpus.document_frequency(vocab, keys)
+            df = self._corpus.document_frequency(self._corpus.fit_ids(vocab, keys))
             log_n = self._corpus.log_n
         else:
             # A group (one gram in one image) has a reference entry iff its last entry is one.
