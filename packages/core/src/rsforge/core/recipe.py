@@ -51,6 +51,19 @@ class TrainConfig(BaseModel):
     max_failures: int = Field(0, ge=-1)
     stages: list[StageConfig] = Field(
         [], description="stages run in order; none: one sft stage of `epochs` epochs")
+    lr_multipliers: dict[str, float] = Field(
+        {}, description="part path prefix (encoder, bridges, bridges[1], decoder, heads[0]) -> factor on the lr; "
+                        "the longest matching prefix wins, unmatched parameters keep 1.0")
+    grad_accum_steps: int = Field(1, ge=1, description="micro-batches of `batch_size` per optimizer step")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype; fp16 needs CUDA (gradients are scaled)")
+    keep_checkpoints: int = Field(2, ge=1, description="best checkpoints kept by `checkpoint_metric`")
+    checkpoint_metric: Literal["loss", "val_loss"] = Field(
+        "loss", description="lower is better: the mean train loss since the last checkpoint, or the loss on "
+                            "the val split computed at checkpoint time")
+    feature_cache: bool | str = Field(
+        False, description="frozen encoder only: cache encoder outputs on disk (true: <run dir>/feature_cache, "
+                           "or a directory shared between runs)")
 
 
 class EvalConfig(BaseModel):

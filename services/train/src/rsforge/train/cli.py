@@ -7,11 +7,16 @@ from pathlib import Path
 
 
 def _add_common(parser) -> None:
-    parser.add_argument("recipe", help="recipe YAML file")
+    parser.add_argument("recipe", nargs="?", help="recipe YAML file (not with --resume: the run keeps its own)")
     parser.add_argument("--out", help="run directory (default: runs/<recipe name>-<time>)")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue a stopped run from its latest checkpoint (model, optimizer, schedule, "
+                             "RNG and data position)")
     parser.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     parser.add_argument("--workers", type=int, help="number of Ray Train workers (overrides train.num_workers)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker (overrides train.use_gpu)")
+    parser.add_argument("--cpus-per-worker", type=int, help="CPUs reserved per worker (overrides "
+                        "train.cpus_per_worker)")
 
 
 def add_commands(cli) -> None:
@@ -32,20 +37,31 @@ def add_commands(cli) -> None:
 def execute(args) -> int:
     from rsforge.core.recipe import load_recipe
     from rsforge.train.pipeline import run_recipe
+    from rsforge.train.ray_job import RECIPE_FILE
     from rsforge.train.report import format_table, headline_rows
 
-    recipe = load_recipe(args.recipe, args.plugins.registry)
+    if args.resume:
+        if args.recipe or args.out:
+            raise SystemExit("--resume RUN_DIR continues that run with its own recipe: give no RECIPE or --out")
+        run_dir = Path(args.resume)
+        recipe = load_recipe(run_dir / RECIPE_FILE, args.plugins.registry)
+    elif args.recipe:
+        recipe = load_recipe(args.recipe, args.plugins.registry)
+        run_dir = Path(args.out or f"runs/{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    else:
+        raise SystemExit("give a RECIPE to train, or --resume RUN_DIR")
     overrides = {}
     if args.workers:
         overrides["num_workers"] = args.workers
     if args.gpu:
         overrides["use_gpu"] = True
+    if args.cpus_per_worker:
+        overrides["cpus_per_worker"] = args.cpus_per_worker
     if overrides:
         recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update=overrides)})
-    run_dir = Path(args.out or f"runs/{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.perf_counter()
     outcome = run_recipe(recipe, run_dir, plugins=args.plugins, split=args.split, baseline=args.baseline,
-                         address=args.address)
+                         address=args.address, resume=bool(args.resume))
     total = time.perf_counter() - started
     print()
     if outcome.baseline:

@@ -27,8 +27,9 @@ class RunOutcome:
 
 def run_recipe(
     recipe: Recipe, run_dir: Path, *, plugins: PluginManager, split: str | None = None, baseline: bool = True,
-    address: str | None = None, progress: bool = True,
+    address: str | None = None, progress: bool = True, resume: bool = False,
 ) -> RunOutcome:
+    """`resume`: continue the stopped run in `run_dir` (its checkpoints, recipe and metrics log)."""
     run_dir = Path(run_dir).resolve()
     split = split or recipe.eval.split
     seconds: dict[str, float] = {}
@@ -39,10 +40,14 @@ def run_recipe(
     if not train_samples:
         raise ValueError(f"recipe '{recipe.name}': the train split has no usable samples")
     recipe = recipe.prepared(training_texts(train_samples))
+    val_samples = None
+    if recipe.train.checkpoint_metric == "val_loss":
+        val_samples = eval_samples if split == "val" else load_split(recipe, plugins, "val")
     seconds["data"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    result = train_with_ray(recipe, train_samples, run_dir, plugins=plugins, address=address)
+    result = train_with_ray(recipe, train_samples, run_dir, plugins=plugins, address=address,
+                            val_samples=val_samples, resume=resume)
     seconds["train"] = time.perf_counter() - t0
     model_dir = result.model.save_pretrained(run_dir / "model")
 

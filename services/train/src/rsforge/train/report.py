@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -40,20 +41,46 @@ def headline_rows(model: dict, baseline: dict) -> list[tuple[str, float, float]]
             for group, key in HEADLINE if group in model and key in model[group]]
 
 
-def plot_losses(history: list[dict], path: Path) -> None:
-    keys = [k for k in history[0] if k not in ("step", "epoch", "lr")]
+def is_reward(key: str) -> bool:
+    """SCST's per-step rewards: of the rollouts (`reward`, `reward_<name>`) and of the greedy baseline."""
+    return key.startswith(("reward", "greedy"))
+
+
+def is_loss(key: str) -> bool:
+    return key == "lm" or "loss" in key or key.startswith(("mask_", "class_", "reg_"))
+
+
+def curve_keys(history: list[dict], rewards: bool) -> list[str]:
+    """Per-step values to draw, in first-seen order: the rewards, or the losses."""
+    wanted = is_reward if rewards else is_loss
+    keys: dict[str, None] = {}
+    for record in history:
+        keys.update({key: None for key, value in record.items() if isinstance(value, float) and wanted(key)})
+    return list(keys)
+
+
+def plot_curves(history: list[dict], path: Path, *, rewards: bool = False) -> bool:
+    """Loss curves (or, `rewards`, the SCST reward curves) over the steps; stage boundaries dashed.
+    False (and no file) when the history has no such value."""
+    keys = curve_keys(history, rewards)
+    if not keys:
+        return False
     fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [h["step"] for h in history]
     for key in keys:
-        ax.plot(steps, [h[key] for h in history], label=key, linewidth=1.2)
+        points = [(h["step"], h[key]) for h in history if key in h]
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=key, linewidth=1.2)
+    for before, after in itertools.pairwise(history):
+        if before.get("stage") != after.get("stage"):
+            ax.axvline(after["step"] - 0.5, color="gray", linestyle="--", linewidth=0.8)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title("training loss (rank 0)")
+    ax.set_ylabel("reward" if rewards else "loss")
+    ax.set_title(f"training {'rewards' if rewards else 'loss'} (rank 0)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True
 
 
 def plot_panels(model, samples: list[Sample], predictions: dict[str, str], path: Path) -> None:
@@ -88,13 +115,16 @@ def write_report(
                "seconds": seconds}
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2))
     atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
-    plot_losses(history, out / "loss_curve.png")
+    plot_curves(history, out / "loss_curve.png")
+    has_rewards = plot_curves(history, out / "reward_curve.png", rewards=True)
     if panel_samples and model.mask_heads:
         plot_panels(model, panel_samples, {p["id"]: p["prediction"] for p in predictions}, out / "panels.png")
     summary = [f"# {recipe_name}: evaluation on the {split} split", "",
                "Baseline: the most frequent training caption for every pair, and an all-zero mask." if baseline_metrics
                else "", "", format_table(model_metrics, baseline_metrics), "",
                "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), "",
-               "![loss curve](loss_curve.png)", "", "![panels](panels.png)" if panel_samples else ""]
+               "![loss curve](loss_curve.png)", "",
+               "![reward curve](reward_curve.png)" if has_rewards else "",
+               "![panels](panels.png)" if panel_samples else ""]
     atomic_write_text(out / "summary.md", "\n".join(summary) + "\n")
     return out

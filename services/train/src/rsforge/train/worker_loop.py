@@ -1,16 +1,22 @@
 """The per-worker training loop that Ray Train runs on every worker.
 
 Each worker rebuilds the model from the recipe (plain data) with its own installed plugins, reads
-its shard of the training samples, and runs the kernel's pure-torch SFT step. Rank 0 writes a
-checkpoint at the end of every epoch: model + optimizer + scheduler + loss history, so a
-restarted worker group continues where the last checkpoint left off.
+its shard of the training samples, and runs the kernel's pure-torch steps stage by stage. Every
+`checkpoint_every` optimizer steps (or every epoch) all workers report one merged checkpoint: rank 0
+writes model + optimizer + scheduler + position (stage, epoch, next batch, step) + history, every rank
+its own RNG state. A restarted worker group resumes at the next batch of the same epoch, so its loss
+curve continues the interrupted one step for step.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ray.train
 import ray.train.torch
@@ -19,83 +25,323 @@ from ray.experimental import tqdm_ray
 from torch.utils.data import DataLoader, DistributedSampler
 
 from rsforge.core.assembler import assemble
+from rsforge.core.atomic import atomic_write_text
+from rsforge.core.data.images import load_mask
 from rsforge.core.data.torch_dataset import SampleDataset, collate
+from rsforge.core.feature_cache import FeatureCache, feeding_features
 from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
-from rsforge.core.recipe import parse_recipe
-from rsforge.core.train_steps import build_optimizer, build_scheduler, move_batch, seed_everything, sft_step
+from rsforge.core.recipe import Recipe, StageConfig, parse_recipe
+from rsforge.core.train_steps import (
+    build_optimizer,
+    build_scheduler,
+    check_precision,
+    evaluation_loss,
+    make_grad_scaler,
+    move_batch,
+    objective_parameters,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    train_step,
+)
 
 MODEL_DIR = "model"
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.jsonl"
+FEATURE_CACHE_DIR = "feature_cache"
 
 
-def _save_checkpoint(directory: Path, model: RSForgeModel, optimizer, scheduler, epoch: int, history: list) -> None:
-    model.save_pretrained(directory / MODEL_DIR)
-    # Optimizer/scheduler state holds only tensors and numbers, so weights_only loading accepts it.
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
-                "rng": torch.get_rng_state()}, directory / STATE_FILE)
-    (directory / HISTORY_FILE).write_text(json.dumps(history))
+def rng_file(rank: int) -> str:
+    return f"rng_rank{rank}.pt"
+
+
+@dataclass
+class FailOnce:
+    """Fault injection for tests: worker `rank` exits hard (as a crashed process would) when it reaches
+    optimizer step `step`, once: the marker file records that it happened."""
+
+    rank: int
+    step: int
+    marker: str
+
+    def check(self, rank: int, step: int) -> None:
+        if rank == self.rank and step == self.step and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(step))
+            os._exit(1)
+
+
+def stages_of(recipe: Recipe) -> list[StageConfig]:
+    return list(recipe.train.stages) or [StageConfig(kind="sft", epochs=recipe.train.epochs)]
+
+
+class CachedSampleDataset(SampleDataset):
+    """Items without decoded images (placeholders of the right shape): the features come from the cache."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        size = self.image_size
+        images = torch.zeros(len(sample.images), 3, size, size)
+        item = {"images": images, "sample": sample, "mask": None}
+        if sample.mask:
+            item["mask"] = load_mask(sample.mask, size)
+        return item
+
+
+def make_collate(cache: FeatureCache | None):
+    if cache is None:
+        return collate
+
+    def collate_with_features(items: list[dict]) -> dict:
+        batch = collate(items)
+        batch["features"] = cache.features([item["sample"].images for item in items])
+        return batch
+
+    return collate_with_features
+
+
+class MetricsLog:
+    """metrics.jsonl in the run directory, one line per optimizer step, written by rank 0. Each line is
+    one `write` on an O_APPEND descriptor, so a crash leaves whole lines; a restore first drops the
+    lines past the checkpoint it resumes from, so the file never repeats a step."""
+
+    def __init__(self, path: Path, restored_step: int) -> None:
+        self.path = path
+        kept = []
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= restored_step:
+                        kept.append(line)
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    break  # a torn last line from a crash: nothing after it is trusted
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+
+    def write(self, record: dict) -> None:
+        os.write(self.fd, (json.dumps(record) + "\n").encode())
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Trainer:
+    """One worker's run: stages -> epochs -> optimizer steps, with checkpoint/restore of the position."""
+
+    def __init__(self, config: dict) -> None:
+        self.plugins = PluginManager()
+        self.recipe = parse_recipe(config["recipe"], self.plugins.registry)
+        self.cfg = self.recipe.train
+        self.stages = stages_of(self.recipe)
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        self.run_dir = Path(config["run_dir"])
+        self.fail_once = FailOnce(**config["fail_once"]) if config.get("fail_once") else None
+        seed_everything(self.cfg.seed)  # identical initial weights on every worker
+        self.model = assemble(self.recipe, self.plugins)
+        self.device = ray.train.torch.get_device()
+        check_precision(self.cfg.precision, self.device)
+        self.scaler = make_grad_scaler(self.cfg.precision, self.device)
+
+        self.cache = None
+        if self.cfg.feature_cache:
+            root = self.run_dir / FEATURE_CACHE_DIR if self.cfg.feature_cache is True else Path(self.cfg.feature_cache)
+            self.cache = FeatureCache(root, self.model)
+        dataset_cls = CachedSampleDataset if self.cache is not None else SampleDataset
+        self.dataset = dataset_cls(config["samples"], self.model.image_size, self.model.interpolation)
+        self.val_dataset = dataset_cls(config.get("val_samples") or [], self.model.image_size,
+                                       self.model.interpolation)
+        if self.cfg.checkpoint_metric == "val_loss" and len(self.val_dataset) == 0:
+            raise ValueError("train.checkpoint_metric: val_loss needs a val split with samples")
+        self.collate = make_collate(self.cache)
+        self.sampler = DistributedSampler(self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                          seed=self.cfg.seed)
+        self.per_worker = max(self.cfg.batch_size // self.world, 1)
+        accum = self.cfg.grad_accum_steps
+        self.steps_per_epoch = len(self.sampler) // self.per_worker // accum
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(self.dataset)} training samples make no optimizer step of {accum} x "
+                             f"{self.per_worker} samples per worker (train.batch_size / grad_accum_steps)")
+        self.rewards = None
+        if accum > 1 and any(s.kind == "scst" for s in self.stages):
+            raise ValueError("train.grad_accum_steps: an scst stage steps once per batch (its K rollouts per input "
+                             "are its accumulation); use 1, or a larger batch_size / num_samples")
+
+    # ---- stages -------------------------------------------------------------------------------
+
+    def stage_optimizer(self, index: int):
+        stage = self.stages[index]
+        only = None
+        if stage.kind == "mask":
+            if not self.model.mask_heads:
+                raise ValueError(f"train.stages[{index}]: kind 'mask' needs a mask head in the recipe")
+            probe = next(b for b in self._probe_batches() if b["mask_valid"].any())
+            only = objective_parameters(self.model, move_batch(probe, self.device))
+        if stage.kind == "scst":
+            self._setup_rewards(index)
+        optimizer = build_optimizer(self.model, self.cfg, lr=stage.lr or self.cfg.lr, only=only)
+        scheduler = build_scheduler(optimizer, self.cfg, total_steps=stage.epochs * self.steps_per_epoch)
+        return optimizer, scheduler
+
+    def _probe_batches(self):
+        loader = DataLoader(self.dataset, batch_size=self.per_worker, collate_fn=self.collate)
+        yield from loader
+        raise ValueError("a mask stage needs training samples with masks; none has one")
+
+    def _setup_rewards(self, index: int) -> None:
+        if self.rewards is not None:
+            return
+        from rsforge.core.rewards import RewardSet
+
+        if not self.recipe.rewards:
+            raise ValueError(f"train.stages[{index}]: kind 'scst' needs `rewards` in the recipe")
+        references = [list(s.references) for s in self.dataset.samples if s.references]
+        self.rewards = RewardSet.from_recipe(self.recipe, self.plugins, references)
+
+    def step(self, ddp, stage: StageConfig, micro_batches: list[dict], optimizer, scheduler) -> dict[str, float]:
+        batches = [move_batch(b, self.device) for b in micro_batches]
+        if stage.kind == "scst":
+            from rsforge.core.scst import scst_step
+
+            (batch,) = batches  # grad_accum_steps is 1 for SCST (checked at start)
+            with feeding_features(self.model, batch):
+                return scst_step(ddp, batch, optimizer, scheduler, self.rewards, stage, grad_clip=self.cfg.grad_clip)
+        return train_step(ddp, batches, optimizer, scheduler, grad_clip=self.cfg.grad_clip, kind=stage.kind,
+                          precision=self.cfg.precision, scaler=self.scaler)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+
+    def save(self, ddp, optimizer, scheduler, position: dict, history: list[dict], metrics: dict) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp)
+            if self.rank == 0:
+                self.model.save_pretrained(directory / MODEL_DIR)
+                state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "position": position}
+                if self.scaler is not None:
+                    state["scaler"] = self.scaler.state_dict()
+                if self.rewards is not None:  # running reward statistics normalise the next rewards
+                    state["rewards"] = self.rewards.state_dict()
+                torch.save(state, directory / STATE_FILE)
+                (directory / HISTORY_FILE).write_text(json.dumps(history))
+            torch.save(rng_state(), directory / rng_file(self.rank))
+            # One directory name for every worker: Ray merges the workers' files into one checkpoint.
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name=f"checkpoint_{position['step']:07d}")
+
+    def restore(self) -> tuple[dict, list[dict], dict | None, dict | None]:
+        """(position, history, train state, this rank's RNG state) of the latest checkpoint, if any."""
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return {"stage": 0, "epoch": 0, "batch": 0, "step": 0}, [], None, None
+        with checkpoint.as_directory() as directory:
+            directory = Path(directory)
+            restored = RSForgeModel.from_pretrained(directory / MODEL_DIR, plugins=self.plugins)
+            self.model.load_state_dict(restored.state_dict())
+            state = torch.load(directory / STATE_FILE, weights_only=True)
+            history = json.loads((directory / HISTORY_FILE).read_text())
+            rng_path = directory / rng_file(self.rank)
+            # A resume with more workers than before: the new ranks start from fresh generators.
+            rng = torch.load(rng_path, weights_only=True) if rng_path.is_file() else None
+        return state["position"], history, state, rng
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def val_loss(self, stage: StageConfig) -> float:
+        loader = DataLoader(self.val_dataset, batch_size=self.cfg.batch_size, collate_fn=self.collate)
+        kind = "sft" if stage.kind == "scst" else stage.kind
+        return evaluation_loss(self.model, (move_batch(b, self.device) for b in loader), kind=kind,
+                               precision=self.cfg.precision)
+
+    def run(self) -> None:
+        position, history, state, rng = self.restore()
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = MetricsLog(self.run_dir / METRICS_FILE, position["step"]) if self.rank == 0 else None
+        seed_everything(self.cfg.seed + 1000 * (self.rank + 1))  # per-worker streams (sampling, dropout)
+        if rng is not None:
+            set_rng_state(rng)
+        model = self.model.to(self.device)
+        # Heads sit idle on batches without their targets (masks, class labels); only then must DDP look
+        # for unused parameters (the search costs an extra pass over the graph every step).
+        unused = len(model.mask_heads) < len(model.heads) or (
+            bool(model.mask_heads) and any(s.mask is None for s in self.dataset.samples))
+        ddp = ray.train.torch.prepare_model(model, move_to_device=False,
+                                            parallel_strategy_kwargs={"find_unused_parameters": unused})
+        accum, every = self.cfg.grad_accum_steps, self.cfg.checkpoint_every
+        step = position["step"]
+        epochs_before = [sum(s.epochs for s in self.stages[:i]) for i in range(len(self.stages))]
+        total_steps = sum(s.epochs for s in self.stages) * self.steps_per_epoch
+        interval_losses: list[float] = []
+        for index in range(position["stage"], len(self.stages)):
+            stage = self.stages[index]
+            optimizer, scheduler = self.stage_optimizer(index)
+            first_epoch = 0
+            if state is not None and index == position["stage"]:
+                first_epoch = position["epoch"]
+                # A checkpoint taken at the end of a stage points at the next one, whose optimizer starts afresh.
+                if position["optimizer_stage"] == index:
+                    optimizer.load_state_dict(state["optimizer"])
+                    scheduler.load_state_dict(state["scheduler"])
+                if self.scaler is not None and "scaler" in state:
+                    self.scaler.load_state_dict(state["scaler"])
+                if self.rewards is not None and "rewards" in state:
+                    self.rewards.load_state_dict(state["rewards"])
+            for epoch in range(first_epoch, stage.epochs):
+                resume_at = position["batch"] if (index, epoch) == (position["stage"], position["epoch"]) else 0
+                self.sampler.set_epoch(epochs_before[index] + epoch)
+                # The epoch's order is a pure function of (seed, epoch): skipping the micro-batches already
+                # trained on lands exactly where the checkpoint was taken, without reading their images.
+                indices = list(self.sampler)[: self.steps_per_epoch * accum * self.per_worker]
+                loader = DataLoader(self.dataset, batch_size=self.per_worker, collate_fn=self.collate,
+                                    sampler=indices[resume_at * self.per_worker:])
+                desc = f"stage {index + 1}/{len(self.stages)} {stage.kind} epoch {epoch + 1}/{stage.epochs}"
+                bar = tqdm_ray.tqdm(total=self.steps_per_epoch, desc=desc) if self.rank == 0 else None
+                if bar is not None:
+                    bar.update(resume_at // accum)
+                micro: list[dict] = []
+                batch_index = resume_at
+                for batch in loader:
+                    micro.append(batch)
+                    batch_index += 1
+                    if len(micro) < accum:
+                        continue
+                    losses = self.step(ddp, stage, micro, optimizer, scheduler)
+                    micro = []
+                    step += 1
+                    interval_losses.append(losses["loss"])
+                    record = {"step": step, "stage": index + 1, "kind": stage.kind, "epoch": epoch + 1,
+                              "lr": scheduler.get_last_lr()[0], "time": time.time(), **losses}
+                    history.append(record)
+                    if log is not None:
+                        log.write(record)
+                    if bar is not None:
+                        bar.update(1)
+                    if self.fail_once is not None:
+                        self.fail_once.check(self.rank, step)
+                    end_of_epoch = batch_index == self.steps_per_epoch * accum
+                    if (every and step % every == 0) or step == total_steps or (not every and end_of_epoch):
+                        nxt = {"stage": index, "epoch": epoch, "batch": batch_index, "step": step,
+                               "optimizer_stage": index}
+                        if end_of_epoch:
+                            nxt.update(epoch=epoch + 1, batch=0)
+                            if epoch + 1 == stage.epochs:
+                                nxt.update(stage=index + 1, epoch=0)
+                        metrics = {"step": step, "stage": index + 1, "epoch": epoch + 1,
+                                   "loss": sum(interval_losses) / len(interval_losses)}
+                        if self.cfg.checkpoint_metric == "val_loss" and self.rank == 0:  # Ray ranks by rank 0
+                            metrics["val_loss"] = self.val_loss(stage)
+                        self.save(ddp, optimizer, scheduler, nxt, history, metrics)
+                        interval_losses = []
+                if bar is not None:
+                    bar.close()
+            state = None
+        if log is not None:
+            log.close()
+        if self.rewards is not None:
+            self.rewards.close()
 
 
 def train_loop_per_worker(config: dict) -> None:
-    plugins = PluginManager()
-    recipe = parse_recipe(config["recipe"], plugins.registry)
-    train_cfg = recipe.train
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    seed_everything(train_cfg.seed)
-
-    model = assemble(recipe, plugins)
-    dataset = SampleDataset(config["samples"], model.image_size, model.interpolation)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=train_cfg.seed)
-    per_worker = max(train_cfg.batch_size // world, 1)
-    loader = DataLoader(dataset, batch_size=per_worker, sampler=sampler, collate_fn=collate, drop_last=True)
-    if len(loader) == 0:
-        raise ValueError(f"{len(dataset)} training samples make no full batch of {per_worker} per worker")
-    optimizer = build_optimizer(model, train_cfg)
-    scheduler = build_scheduler(optimizer, train_cfg, total_steps=train_cfg.epochs * len(loader))
-
-    start_epoch, history = 0, []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            directory = Path(directory)
-            restored = RSForgeModel.from_pretrained(directory / MODEL_DIR, plugins=plugins)
-            model.load_state_dict(restored.state_dict())
-            state = torch.load(directory / STATE_FILE, weights_only=True)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
-            start_epoch = state["epoch"] + 1
-            history = json.loads((directory / HISTORY_FILE).read_text())
-
-    device = ray.train.torch.get_device()
-    # Heads sit idle on batches without their targets (masks, class labels); only then must DDP look
-    # for unused parameters (the search costs an extra pass over the graph every step).
-    unused = len(model.mask_heads) < len(model.heads) or (
-        bool(model.mask_heads) and any(s.mask is None for s in config["samples"]))
-    ddp = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})
-    core = model  # the unwrapped module: saving and checkpoint keys stay free of DDP's "module." prefix
-
-    step = start_epoch * len(loader)
-    for epoch in range(start_epoch, train_cfg.epochs):
-        sampler.set_epoch(epoch)
-        bar = tqdm_ray.tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{train_cfg.epochs}") if rank == 0 else None
-        epoch_losses = []
-        for batch in loader:
-            losses = sft_step(ddp, move_batch(batch, device), optimizer, scheduler, grad_clip=train_cfg.grad_clip)
-            step += 1
-            epoch_losses.append(losses["loss"])
-            history.append({"step": step, "epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], **losses})
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        metrics = {"epoch": epoch + 1, "step": step, "loss": sum(epoch_losses) / len(epoch_losses)}
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if rank == 0:
-                _save_checkpoint(Path(tmp), core, optimizer, scheduler, epoch, history)
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=ckpt)
+    Trainer(config).run()
