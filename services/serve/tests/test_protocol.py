@@ -13,7 +13,18 @@ from PIL import Image
 
 from rsforge.core.data.schema import Turn
 from rsforge.serve import openai_protocol
-from rsforge.serve.openai_protocol import APIError, chat_completion, load_json, model_list, parse_chat_request
+from rsforge.serve.openai_protocol import (
+    SSE_DONE,
+    APIError,
+    chat_chunk,
+    chat_completion,
+    load_json,
+    model_list,
+    parse_chat_request,
+    requested_model,
+    sse,
+    usage_chunk,
+)
 
 MODEL = "tiny"
 SIZE = 16
@@ -65,8 +76,8 @@ def request(**overrides) -> dict:
     return body
 
 
-def parse(body, num_images: int = 2):
-    return parse_chat_request(body, model_name=MODEL, num_images=num_images, image_size=SIZE)
+def parse(body, num_images: int = 2, fetch=None):
+    return parse_chat_request(body, model_name=MODEL, num_images=num_images, image_size=SIZE, fetch=fetch)
 
 
 def test_two_image_request_parses_to_turns_and_ordered_images():
@@ -151,10 +162,19 @@ BAD_REQUESTS = [
     bad("temperature-string", request(temperature="hot"), 400, "temperature", "must be a number"),
     bad("top-p-zero", request(top_p=0), 400, "top_p", "greater than 0"),
     bad("top-p-above-one", request(top_p=1.5), 400, "top_p", "at most 1"),
-    bad("n-two", request(n=2), 400, "n", "'n' must be 1"),
-    bad("stream", request(stream=True), 400, "stream", "streaming is not supported"),
+    bad("n-greedy", request(n=2), 400, "n", "needs sampling"),
+    bad("n-zero", request(n=0, temperature=1), 400, "n", "between 1 and 8"),
+    bad("n-too-many", request(n=9, temperature=1), 400, "n", "between 1 and 8"),
+    bad("stream-string", request(stream="yes"), 400, "stream", "must be a boolean"),
+    bad("stream-options-without-stream", request(stream_options={"include_usage": True}), 400, "stream_options",
+        "only allowed with 'stream': true"),
+    bad("stream-options-unknown", request(stream=True, stream_options={"x": 1}), 400, "stream_options",
+        "only 'include_usage'"),
     bad("tools", request(tools=[{"type": "function"}]), 400, "tools", "not supported"),
-    bad("stop", request(stop=["\n"]), 400, "stop", "not supported"),
+    bad("stop-number", request(stop=3), 400, "stop", "non-empty string or an array"),
+    bad("stop-empty-string", request(stop=[""]), 400, "stop", "non-empty string or an array"),
+    bad("stop-too-many", request(stop=["a", "b", "c", "d", "e"]), 400, "stop", "at most 4"),
+    bad("stop-too-long", request(stop=["x" * 65]), 400, "stop", "at most 64 characters"),
     bad("unknown-field", request(temprature=0.5), 400, "temprature", "unrecognized request argument"),
     bad("message-not-object", request(messages=["hi"]), 400, "messages[0]", "must be an object"),
     bad("tool-role", request(messages=[{"role": "tool", "content": "x"}]), 400, "messages[0].role", "'tool'"),
@@ -166,7 +186,7 @@ BAD_REQUESTS = [
         "must be a string"),
     bad("image-url-string", content(TEXT, {"type": "image_url", "image_url": RED}, image_part(BLUE)), 400,
         "messages[0].content[1].image_url", "string 'url'"),
-    bad("remote-url", first_image("https://example.com/a.png"), 400, URL1, "remote image URLs are not"),
+    bad("remote-url", first_image("https://example.com/a.png"), 400, URL1, "remote image URLs are not fetched"),
     bad("file-url", first_image("file:///etc/passwd"), 400, URL1, "must be a data URL"),
     bad("text-data-url", first_image(data_url(b"hi", "text/plain")), 400, URL1, "base64 image data URL"),
     bad("no-base64-flag", first_image("data:image/png,abcd"), 400, URL1, "base64 image data URL"),
@@ -236,20 +256,60 @@ def test_server_errors_are_typed_as_such():
     assert APIError(500, "boom").to_dict()["error"]["type"] == "server_error"
 
 
+def test_stream_n_and_stop_are_parsed():
+    chat = parse(request(stream=True, stream_options={"include_usage": True}, n=3, temperature=0.8, stop="\n"))
+    assert (chat.stream, chat.include_usage, chat.n, chat.stop) == (True, True, 3, ("\n",))
+    assert parse(request(stop=["a", "b"])).stop == ("a", "b")
+    plain = parse(request())
+    assert (plain.stream, plain.include_usage, plain.n, plain.stop) == (False, False, 1, ())
+
+
+def test_sampling_keys_group_compatible_requests():
+    greedy = parse(request()).sampling_key()
+    assert parse(request(top_p=0.5, max_tokens=3)).sampling_key() == greedy  # greedy ignores top_p
+    assert parse(request(temperature=0.7)).sampling_key() != greedy
+    assert parse(request(stop=["x"])).sampling_key() != greedy
+    assert parse(request(temperature=0.7, n=2)).sampling_key() != parse(request(temperature=0.7)).sampling_key()
+
+
+def test_requested_model_routes_or_404s():
+    assert requested_model(request(model="b"), ["a", "b"]) == "b"
+    with pytest.raises(APIError) as info:
+        requested_model(request(model="c"), ["a", "b"])
+    assert info.value.status == 404 and "serves 'a', 'b'" in info.value.message
+
+
+def test_remote_urls_go_to_the_fetcher():
+    seen = []
+
+    def fetch(url: str, where: str) -> bytes:
+        seen.append((url, where))
+        return png((0, 255, 0))
+
+    chat = parse(first_image("https://images.example/a.png"), fetch=fetch)
+    assert seen == [("https://images.example/a.png", URL1)]
+    assert chat.images[0, 1].mean() > 0.9  # the fetched green image is the before image
+
+
 def test_response_shapes():
-    out = chat_completion(
-        model=MODEL, answer="a road", finish_reason="stop", prompt_tokens=3, completion_tokens=2
-    )
+    out = chat_completion(model=MODEL, choices=[("a road", "stop"), ("a river", "length")], prompt_tokens=3,
+                          completion_tokens=2)
     assert out["id"].startswith("chatcmpl-") and out["object"] == "chat.completion"
     assert isinstance(out["created"], int) and out["model"] == MODEL
     assert out["choices"] == [
-        {
-            "index": 0,
-            "message": {"role": "assistant", "content": "a road"},
-            "logprobs": None,
-            "finish_reason": "stop",
-        }
+        {"index": 0, "message": {"role": "assistant", "content": "a road"}, "logprobs": None, "finish_reason": "stop"},
+        {"index": 1, "message": {"role": "assistant", "content": "a river"}, "logprobs": None,
+         "finish_reason": "length"},
     ]
     assert out["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-    listed = model_list(MODEL, 123)
-    assert listed["object"] == "list" and listed["data"][0]["id"] == MODEL
+    listed = model_list([(MODEL, 123), ("other", 124)])
+    assert listed["object"] == "list" and [m["id"] for m in listed["data"]] == [MODEL, "other"]
+
+
+def test_stream_chunk_shapes():
+    chunk = chat_chunk(id="chatcmpl-1", created=5, model=MODEL, index=1, delta={"content": "a"})
+    assert chunk == {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 5, "model": MODEL,
+                     "choices": [{"index": 1, "delta": {"content": "a"}, "logprobs": None, "finish_reason": None}]}
+    last = usage_chunk(id="chatcmpl-1", created=5, model=MODEL, prompt_tokens=2, completion_tokens=3)
+    assert last["choices"] == [] and last["usage"]["total_tokens"] == 5
+    assert sse({"a": 1}) == 'data: {"a": 1}\n\n' and SSE_DONE == "data: [DONE]\n\n"

@@ -4,20 +4,84 @@ import argparse
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import pytest
+
+from rsforge.core.model import RECIPE_FILE
 from rsforge.core.plugins import PluginManager
-from rsforge.serve.cli import client_example, serve_command
+from rsforge.serve.cli import client_example, config_from_args, serve_command
+from rsforge.serve.config import ConfigError
 
 
-def test_plugin_adds_serve_command_with_loopback_defaults():
+def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="rsforge")
     PluginManager(only=["serve"]).add_commands(parser.add_subparsers())
-    args = parser.parse_args(["serve", "some/model"])
-    assert (args.model_dir, args.host, args.port) == ("some/model", "127.0.0.1", 8000)
-    assert args.name is None and args.address is None
-    assert args.func is serve_command
-    args = parser.parse_args(["serve", "m", "--port", "9001", "--name", "cc", "--address", "auto"])
-    assert (args.port, args.name, args.address) == (9001, "cc", "auto")
+    return parser.parse_args(["serve", *argv])
+
+
+def model_dir(path: Path, name: str = "m") -> Path:
+    path.mkdir()
+    (path / RECIPE_FILE).write_text(f"name: {name}\n")
+    return path
+
+
+def test_plugin_adds_serve_command_with_loopback_defaults(tmp_path):
+    args = parse("some/model")
+    assert args.model_dirs == ["some/model"] and args.func is serve_command
+    a = model_dir(tmp_path / "a")
+    config = config_from_args(parse(str(a)))
+    assert (config.host, config.port, config.replicas, config.num_cpus, config.num_gpus) == ("127.0.0.1", 8000, 1, 0, 0)
+    assert config.api_key is None and config.allow_image_hosts == [] and config.autoscaling is None
+
+
+def test_flags_override_the_config_file(tmp_path, monkeypatch):
+    a, b = model_dir(tmp_path / "a"), model_dir(tmp_path / "b")
+    file = tmp_path / "serve.yaml"
+    file.write_text(f"models: [{a}, {{path: {b}, name: bee, max_batch_size: 2}}]\nport: 9000\nmax_batch_size: 4\n"
+                    "num_gpus: 1\n")
+    config = config_from_args(parse("--config", str(file), "--max-batch-size", "32", "--batch-wait-ms", "2",
+                                    "--allow-image-host", "h1", "--allow-image-host", "h2"))
+    assert [(m.path, m.name, m.max_batch_size) for m in config.models] == [(str(a), None, None), (str(b), "bee", 2)]
+    assert (config.port, config.max_batch_size, config.batch_wait_ms, config.num_gpus) == (9000, 32, 2, 1)
+    assert config.allow_image_hosts == ["h1", "h2"]
+    # MODEL_DIR arguments replace the file's models; the key may come from the environment.
+    monkeypatch.setenv("RSFORGE_API_KEY", "from-env")
+    config = config_from_args(parse(str(a), "--config", str(file), "--min-replicas", "1", "--max-replicas", "3",
+                                    "--name", "solo"))
+    assert [(m.path, m.name) for m in config.models] == [(str(a), "solo")]
+    assert config.api_key == "from-env"
+    assert config.autoscaling == {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 16.0}
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "argv", "words"),
+    [
+        ("replicas: 0\n", [], "serve.yaml: replicas: Input should be greater than or equal to 1"),
+        ("replica: 2\n", [], "serve.yaml: replica: unknown key"),
+        ("port: http\n", [], "serve.yaml: port: Input should be a valid integer"),
+        ("models: [{path: x, nam: y}]\n", [], "serve.yaml: models.0.nam: unknown key"),
+        ("models: [{path: x, max_batch_size: 0}]\n", [], "serve.yaml: models.0.max_batch_size: Input should be"),
+        ("- 1\n", [], "the top level must be a mapping"),
+        ("port: [\n", [], "not valid YAML"),
+        ("min_replicas: 1\n", [], "give both min_replicas and max_replicas"),
+        ("{}\n", ["--min-replicas", "3", "--max-replicas", "2"], "min_replicas (3) is above max_replicas (2)"),
+        ("{}\n", [], "no model to serve"),
+        ("models: [does/not/exist]\n", [], "models[0]: does/not/exist: not a saved rsforge model"),
+        ("{}\n", ["a", "b", "--name", "x"], "--name needs exactly one MODEL_DIR"),
+    ],
+)
+def test_bad_configs_are_clear_errors(tmp_path, yaml_text, argv, words):
+    file = tmp_path / "serve.yaml"
+    file.write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        config_from_args(parse(*argv, "--config", str(file)))
+    assert words in str(info.value)
+
+
+def test_serve_command_reports_config_errors(tmp_path, capsys):
+    assert serve_command(parse(str(tmp_path / "missing"))) == 2
+    assert "not a saved rsforge model" in capsys.readouterr().err
 
 
 def test_discovering_the_plugin_imports_neither_ray_nor_torch():

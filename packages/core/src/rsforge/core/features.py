@@ -103,7 +103,10 @@ class Decoder(nn.Module):
         stop: list[str] | None = None,
     ) -> list[str]:
         """Greedy (temperature 0), sampling (temperature, top_p) or beam search (num_beams > 1);
-        `num_return_sequences` answers per input, input-major; a row ends at any `stop` string."""
+        `num_return_sequences` answers per input, input-major; a row ends at any `stop` string.
+        A decoder that can stream also takes `on_tokens`, a callable given each step's tokens (N,) and
+        the rows still alive (N,) bool, that may return a bool (N,) of rows to end now (the serving
+        app checks the signature for it and otherwise sends each answer whole)."""
         raise NotImplementedError
 
 

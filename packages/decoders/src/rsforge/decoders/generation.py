@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from transformers import StoppingCriteria
+
+OnTokens = Callable[[torch.Tensor, torch.Tensor], "torch.Tensor | None"]
+"""Token streaming: called after every decoding step with that step's tokens (N,) (pad in rows that
+had already ended) and `alive` (N,) bool, the rows whose token counts. It may return a bool (N,)
+tensor of rows to end now (a caller's own length limit, a client that went away) or None. It runs
+in the decoding thread, so it should hand the tokens on rather than do slow work."""
 
 
 @dataclass

@@ -20,7 +20,7 @@ from rsforge.core.features import Decoder
 from rsforge.decoders import common
 from rsforge.decoders.chat import IGNORE, ChatFormat, Encoded
 from rsforge.decoders.configs import WORD_LEVEL, HFCausalLMConfig
-from rsforge.decoders.generation import Generation, StopStrings, check_sampling, finish_texts, pick
+from rsforge.decoders.generation import Generation, OnTokens, StopStrings, check_sampling, finish_texts, pick
 
 __all__ = ["IGNORE", "HFCausalLM"]
 
@@ -117,12 +117,16 @@ class HFCausalLM(Decoder):
         num_return_sequences: int = 1,
         stop: list[str] | None = None,
         return_details: bool = False,
+        on_tokens: OnTokens | None = None,
     ) -> list[str] | Generation:
         """Answers, `num_return_sequences` per input (input-major). Greedy at temperature 0, else
         multinomial sampling with temperature and top-p; `num_beams > 1`: beam search. A row ends at
         a stop token or when its text contains one of `stop` (the text is cut there).
-        `return_details=True` returns a `Generation` with the token ids and their log-probs."""
+        `return_details=True` returns a `Generation` with the token ids and their log-probs.
+        `on_tokens` streams greedy and sampled decoding (see `generation.OnTokens`)."""
         check_sampling(temperature, top_p, num_beams, num_return_sequences)
+        if on_tokens is not None and num_beams > 1:
+            raise ValueError("on_tokens streams greedy and sampled decoding, not beam search")
         stop = list(stop or [])
         embeds, attn, _ = self._pack(visual, conversations, generation=True)
         max_new_tokens = min(max_new_tokens, self.max_context - embeds.shape[1])
@@ -133,15 +137,17 @@ class HFCausalLM(Decoder):
         if num_return_sequences > 1:  # each input's K rollouts are consecutive rows
             embeds = embeds.repeat_interleave(num_return_sequences, 0)
             attn = attn.repeat_interleave(num_return_sequences, 0)
-        ids, mask, logprobs = self._decode_loop(embeds, attn, max_new_tokens, temperature, top_p, stop)
+        ids, mask, logprobs = self._decode_loop(embeds, attn, max_new_tokens, temperature, top_p, stop, on_tokens)
         texts = finish_texts(self.tokenizer, ids.tolist(), self.stop_ids, stop)
         if not return_details:
             return texts
         return Generation(texts=texts, token_ids=ids, mask=mask, logprobs=logprobs)
 
-    def _decode_loop(self, embeds, attn, max_new_tokens: int, temperature: float, top_p: float, stop: list[str]):
+    def _decode_loop(self, embeds, attn, max_new_tokens: int, temperature: float, top_p: float, stop: list[str],
+                     on_tokens: OnTokens | None = None):
         """rsforge's KV-cache loop: (N, L) token ids (pad after each row's end), the mask of the tokens
-        that count (through the stop token) and their log-probs."""
+        that count (through the stop token) and their log-probs. `on_tokens` sees every step's tokens
+        and may end rows early."""
         positions = (attn.cumsum(-1) - 1).clamp(min=0)
         batch, device = embeds.shape[0], embeds.device
         stop_ids = torch.tensor(self.stop_ids, device=device)
@@ -157,6 +163,10 @@ class HFCausalLM(Decoder):
             if stop:
                 texts = self.tokenizer.batch_decode(torch.stack(tokens, 1), skip_special_tokens=True)
                 done |= torch.tensor([any(s in t for s in stop) for t in texts], device=device)
+            if on_tokens is not None:
+                ended = on_tokens(tokens[-1], alive[-1])
+                if ended is not None:
+                    done |= ended.to(device)
             if bool(done.all()):
                 break
             attn = torch.cat([attn, attn.new_ones(batch, 1)], dim=1)

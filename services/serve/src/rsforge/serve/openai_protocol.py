@@ -12,6 +12,7 @@ import binascii
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ from rsforge.core.data.schema import Turn
 
 MAX_TOKENS_LIMIT = 512
 DEFAULT_MAX_TOKENS = 64
+MAX_CHOICES = 8  # `n`: each choice is a full decoding row, so many would crowd out other requests' batches
+MAX_STOP_STRINGS = 4  # OpenAI's own limit
+MAX_STOP_LENGTH = 64
 # Greedy by default (OpenAI defaults to 1.0): RS answers (yes/no, counts, grids) should be repeatable.
 DEFAULT_TEMPERATURE = 0.0
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -37,7 +41,6 @@ _IGNORED_FIELDS = {
     "logit_bias",
     "service_tier",
     "parallel_tool_calls",
-    "stream_options",
 }
 # Refused when set: silently dropping them would return something other than what was asked for.
 _UNSUPPORTED_FIELDS = {
@@ -47,7 +50,6 @@ _UNSUPPORTED_FIELDS = {
     "function_call",
     "logprobs",
     "top_logprobs",
-    "stop",
     "response_format",
     "modalities",
     "audio",
@@ -55,7 +57,8 @@ _UNSUPPORTED_FIELDS = {
     "reasoning_effort",
 }
 _KNOWN_FIELDS = (
-    {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stream"}
+    {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stream",
+     "stream_options", "stop"}
     | _IGNORED_FIELDS
     | _UNSUPPORTED_FIELDS
 )
@@ -78,7 +81,8 @@ class APIError(Exception):
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A validated request: `images` is (T, 3, S, S) in [0, 1], ordered as they appeared (before, after)."""
+    """A validated request: `images` is (T, 3, S, S) in [0, 1], ordered as they appeared (before, after);
+    `n` answers are wanted, streamed as server-sent events when `stream`."""
 
     model: str
     conversation: list[Turn]
@@ -86,6 +90,20 @@ class ChatRequest:
     max_tokens: int
     temperature: float
     top_p: float
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+
+    def sampling_key(self) -> tuple:
+        """Requests with equal keys can share one batched `generate` call. Greedy decoding ignores
+        top_p, so all greedy requests share a key."""
+        top_p = 1.0 if self.temperature == 0 else self.top_p
+        return (self.temperature, top_p, self.stop, self.n)
+
+
+# `fetch(url, where) -> bytes` reads a remote image (see `remote.py`); None refuses remote URLs.
+Fetch = Callable[[str, str], bytes]
 
 
 def load_json(raw: bytes) -> Any:
@@ -95,11 +113,36 @@ def load_json(raw: bytes) -> Any:
         raise APIError(400, f"the request body is not valid JSON: {exc}") from None
 
 
+def requested_model(body: Any, served: list[str]) -> str:
+    """The served model a request body names (400 when it names none, 404 when it names another)."""
+    if not isinstance(body, dict):
+        raise APIError(400, f"the request body must be a JSON object, got {_json_type(body)}")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise APIError(400, "'model' is required and must be a non-empty string", param="model")
+    if model not in served:
+        names = ", ".join(f"'{m}'" for m in served)
+        raise APIError(
+            404,
+            f"the model '{model}' does not exist; this server serves {names}",
+            param="model",
+            code="model_not_found",
+        )
+    return model
+
+
 def parse_chat_request(
-    body: Any, *, model_name: str, num_images: int, image_size: int, interpolation: str = "bilinear"
+    body: Any,
+    *,
+    model_name: str,
+    num_images: int,
+    image_size: int,
+    interpolation: str = "bilinear",
+    fetch: Fetch | None = None,
 ) -> ChatRequest:
     """Validate an OpenAI chat-completion request body for the served model `model_name`, which reads
-    `num_images` images of `image_size` pixels per conversation."""
+    `num_images` images of `image_size` pixels per conversation. Remote image URLs are read with
+    `fetch` (None: refused)."""
     if not isinstance(body, dict):
         raise APIError(400, f"the request body must be a JSON object, got {_json_type(body)}")
     for key in body:
@@ -108,22 +151,12 @@ def parse_chat_request(
     for key in sorted(_UNSUPPORTED_FIELDS & body.keys()):
         if body[key] not in (None, False):
             raise APIError(400, f"'{key}' is not supported by this server", param=key)
-    if body.get("stream") not in (None, False):
-        raise APIError(400, "streaming is not supported yet; send 'stream': false", param="stream")
-    n = _number(body, "n", 1, integer=True)
-    if n != 1:
-        raise APIError(400, f"'n' must be 1 (one choice per request), got {n}", param="n")
-
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise APIError(400, "'model' is required and must be a non-empty string", param="model")
-    if model != model_name:
-        raise APIError(
-            404,
-            f"the model '{model}' does not exist; this server serves '{model_name}'",
-            param="model",
-            code="model_not_found",
-        )
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise APIError(400, f"'stream' must be a boolean, got {_short(stream)}", param="stream")
+    include_usage = _stream_options(body.get("stream_options"), bool(stream))
+    requested_model(body, [model_name])
+    model = body["model"]
     max_tokens = _max_tokens(body)
     temperature = _number(body, "temperature", DEFAULT_TEMPERATURE)
     if not 0.0 <= temperature <= 2.0:
@@ -131,8 +164,18 @@ def parse_chat_request(
     top_p = _number(body, "top_p", 1.0)
     if not 0.0 < top_p <= 1.0:
         raise APIError(400, f"'top_p' must be greater than 0 and at most 1, got {top_p}", param="top_p")
+    n = _number(body, "n", 1, integer=True)
+    if not 1 <= n <= MAX_CHOICES:
+        raise APIError(400, f"'n' must be between 1 and {MAX_CHOICES}, got {n}", param="n")
+    if n > 1 and temperature == 0:
+        raise APIError(
+            400,
+            f"'n' = {n} needs sampling: set 'temperature' above 0 (greedy decoding would give {n} identical answers)",
+            param="n",
+        )
+    stop = _stop(body.get("stop"))
 
-    conversation, image_bytes = _parse_messages(body.get("messages"))
+    conversation, image_bytes = _parse_messages(body.get("messages"), fetch)
     if len(image_bytes) != num_images:
         order = " (before, after)" if num_images == 2 else ""
         raise APIError(
@@ -142,10 +185,40 @@ def parse_chat_request(
             param="messages",
         )
     images = [_decode_image(data, image_size, interpolation, param) for param, data in image_bytes]
-    return ChatRequest(model, conversation, torch.stack(images), max_tokens, temperature, top_p)
+    return ChatRequest(
+        model, conversation, torch.stack(images), max_tokens, temperature, top_p,
+        n=n, stop=stop, stream=bool(stream), include_usage=include_usage,
+    )
 
 
-def _parse_messages(messages: Any) -> tuple[list[Turn], list[tuple[str, bytes]]]:
+def _stream_options(options: Any, stream: bool) -> bool:
+    """-> whether to end the stream with a usage chunk (`stream_options.include_usage`)."""
+    if options is None:
+        return False
+    if not stream:
+        raise APIError(400, "'stream_options' is only allowed with 'stream': true", param="stream_options")
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        raise APIError(400, "'stream_options' must be an object with only 'include_usage'", param="stream_options")
+    include = options.get("include_usage", False)
+    if not isinstance(include, bool):
+        raise APIError(400, "'stream_options.include_usage' must be a boolean", param="stream_options")
+    return include
+
+
+def _stop(stop: Any) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    strings = [stop] if isinstance(stop, str) else stop
+    if not isinstance(strings, list) or not all(isinstance(s, str) and s for s in strings):
+        raise APIError(400, f"'stop' must be a non-empty string or an array of them, got {_short(stop)}", param="stop")
+    if len(strings) > MAX_STOP_STRINGS:
+        raise APIError(400, f"'stop' may hold at most {MAX_STOP_STRINGS} strings, got {len(strings)}", param="stop")
+    if any(len(s) > MAX_STOP_LENGTH for s in strings):
+        raise APIError(400, f"each 'stop' string may be at most {MAX_STOP_LENGTH} characters long", param="stop")
+    return tuple(strings)
+
+
+def _parse_messages(messages: Any, fetch: Fetch | None = None) -> tuple[list[Turn], list[tuple[str, bytes]]]:
     """-> (turns, [(param path, raw image bytes)]) with images in order of appearance."""
     if not isinstance(messages, list) or not messages:
         raise APIError(400, "'messages' is required and must be a non-empty array", param="messages")
@@ -166,7 +239,9 @@ def _parse_messages(messages: Any) -> tuple[list[Turn], list[tuple[str, bytes]]]
                 f"{where}.role must be 'system', 'user' or 'assistant', got {role!r}",
                 param=f"{where}.role",
             )
-        text = _parse_content(message.get("content"), f"{where}.content", images, allow_images=role == "user")
+        text = _parse_content(
+            message.get("content"), f"{where}.content", images, allow_images=role == "user", fetch=fetch
+        )
         if turns and turns[-1].role == role:
             # Consecutive messages of one role (e.g. text then images) form one turn, so the model
             # always sees alternating user/assistant turns as in training.
@@ -185,7 +260,9 @@ def _parse_messages(messages: Any) -> tuple[list[Turn], list[tuple[str, bytes]]]
     return turns, images
 
 
-def _parse_content(content: Any, where: str, images: list[tuple[str, bytes]], *, allow_images: bool) -> str:
+def _parse_content(
+    content: Any, where: str, images: list[tuple[str, bytes]], *, allow_images: bool, fetch: Fetch | None = None
+) -> str:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -205,7 +282,7 @@ def _parse_content(content: Any, where: str, images: list[tuple[str, bytes]], *,
         elif kind == "image_url":
             if not allow_images:
                 raise APIError(400, f"{at}: only user messages may carry images", param=at)
-            images.append((f"{at}.image_url", _image_url_bytes(part.get("image_url"), f"{at}.image_url")))
+            images.append((f"{at}.image_url", image_url_bytes(part.get("image_url"), f"{at}.image_url", fetch)))
         else:
             raise APIError(
                 400, f"{at} must be an object with 'type' 'text' or 'image_url', got {_short(part)}", param=at
@@ -213,45 +290,52 @@ def _parse_content(content: Any, where: str, images: list[tuple[str, bytes]], *,
     return "\n".join(t for t in texts if t)
 
 
-def _image_url_bytes(image_url: Any, where: str) -> bytes:
+def image_url_bytes(image_url: Any, where: str, fetch: Fetch | None = None) -> bytes:
+    """The image bytes of an `image_url` object: a base64 data URL, or a remote URL read by `fetch`."""
     if not isinstance(image_url, dict) or not isinstance(image_url.get("url"), str):
         raise APIError(400, f"{where} must be an object with a string 'url'", param=where)
-    url: str = image_url["url"]
+    return data_url_bytes(image_url["url"], f"{where}.url", fetch)
+
+
+def data_url_bytes(url: str, where: str, fetch: Fetch | None = None) -> bytes:
+    """The bytes of a base64 image data URL found at `where`; http(s) URLs go to `fetch`."""
     if url.startswith(("http://", "https://")):
-        # No server-side fetching: it would let any client make this server request arbitrary hosts.
+        if fetch is not None:
+            return fetch(url, where)
+        # No server-side fetching unless allowed: it would let any client make this server request any host.
         raise APIError(
             400,
-            f"{where}.url: remote image URLs are not fetched; send the image inline as a data URL "
-            "('data:image/png;base64,...')",
-            param=f"{where}.url",
+            f"{where}: remote image URLs are not fetched by this server (start it with --allow-image-host "
+            "HOST to allow a host); send the image inline as a data URL ('data:image/png;base64,...')",
+            param=where,
             code="remote_image_url",
         )
     header, comma, payload = url.partition(",")
     if not url.startswith("data:") or not comma:
         raise APIError(
             400,
-            f"{where}.url must be a data URL 'data:image/<format>;base64,<data>', got {_short(url)}",
-            param=f"{where}.url",
+            f"{where} must be a data URL 'data:image/<format>;base64,<data>', got {_short(url)}",
+            param=where,
         )
     media_type, *params = header[len("data:") :].split(";")
     if not media_type.startswith("image/") or "base64" not in params:
         raise APIError(
             400,
-            f"{where}.url must be a base64 image data URL 'data:image/<format>;base64,...', got '{header}'",
-            param=f"{where}.url",
+            f"{where} must be a base64 image data URL 'data:image/<format>;base64,...', got '{header}'",
+            param=where,
         )
     if len(payload) > MAX_IMAGE_BYTES * 4 // 3 + 4:
         raise APIError(
             413,
-            f"{where}.url: the image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB",
-            param=f"{where}.url",
+            f"{where}: the image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB",
+            param=where,
         )
     try:
         # Whitespace is dropped first: some encoders wrap base64 at 76 columns.
         return base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise APIError(
-            400, f"{where}.url: the data URL is not valid base64 ({exc})", param=f"{where}.url"
+            400, f"{where}: the data URL is not valid base64 ({exc})", param=where
         ) from None
 
 
@@ -300,33 +384,78 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def chat_completion(
-    *, model: str, answer: str, finish_reason: str, prompt_tokens: int, completion_tokens: int
-) -> dict[str, Any]:
-    """A `chat.completion` object with one choice."""
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def chat_completion(
+    *, model: str, choices: list[tuple[str, str]], prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
+    """A `chat.completion` object; `choices` are (answer, finish_reason) in order."""
+    return {
+        "id": completion_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [
             {
-                "index": 0,
+                "index": i,
                 "message": {"role": "assistant", "content": answer},
                 "logprobs": None,
                 "finish_reason": finish_reason,
             }
+            for i, (answer, finish_reason) in enumerate(choices)
         ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
+        "usage": usage(prompt_tokens, completion_tokens),
     }
 
 
-def model_list(model: str, created: int) -> dict[str, Any]:
+def chat_chunk(
+    *, id: str, created: int, model: str, index: int, delta: dict[str, str], finish_reason: str | None = None
+) -> dict[str, Any]:
+    """One `chat.completion.chunk` of a streamed completion: a piece of choice `index`."""
+    return {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+def usage_chunk(*, id: str, created: int, model: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """The last chunk when `stream_options.include_usage` is set: no choices, the usage of the whole call."""
+    return {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    """One server-sent event as OpenAI streams them: `data: <json>` and a blank line."""
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+SSE_DONE = sse("[DONE]")
+
+
+def model_list(models: list[tuple[str, int]]) -> dict[str, Any]:
+    """The `/v1/models` list of (name, created)."""
     return {
         "object": "list",
-        "data": [{"id": model, "object": "model", "created": created, "owned_by": "rsforge"}],
+        "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "rsforge"} for name, created in models
+        ],
     }

@@ -1,0 +1,177 @@
+"""Serving throughput with dynamic batching against without, over HTTP on loopback.
+
+The tiny test model is served twice in one Ray Serve app: once with `max_batch_size=1` (every
+request runs its own `generate`), once with batching (`max_batch_size` = the highest concurrency,
+`batch_wait_ms` 20); the two are measured one after the other, never at once. Clients send the same
+chat requests at concurrency 1, 8 and 32; each row gives both throughputs and `ratio_throughput` =
+batched / unbatched, measured twice: `path: http` end to end through the HTTP proxy and the ingress
+(what a client sees), `path: handle` through a DeploymentHandle straight to the model replica (the
+batching itself; on a small CPU machine the HTTP path's per-request overhead, not the model, caps
+the end-to-end rate). At concurrency 1 the ratio shows what the batch wait costs; above it, what
+batching buys. Starts a local Ray instance unless one is running (run it under
+`flock /tmp/rsforge-ray.lock` on a shared machine). `--quick` runs a tiny configuration (used by
+the test suite so it cannot rot).
+
+    python bench/serve_batching.py [--quick] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import socket
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import torch
+import yaml
+from PIL import Image
+from tqdm import tqdm
+
+from rsforge.core.assembler import assemble
+from rsforge.core.plugins import PluginManager
+from rsforge.core.recipe import parse_recipe
+from rsforge.serve.client import image_message
+
+ROOT = Path(__file__).resolve().parents[1]
+WAIT_MS = 20  # long enough for a full batch of clients to come back after their last answer
+CORPUS = ["describe the changes between the two images", "a new building was built in the top left",
+          "there is no change", "some trees were cut down"]
+
+
+def tiny_model(directory: Path) -> Path:
+    plugins = PluginManager()
+    raw = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
+    raw.pop("data")
+    torch.manual_seed(0)
+    return assemble(parse_recipe(raw, plugins.registry).prepared(CORPUS), plugins).save_pretrained(directory)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bodies(model: str, count: int, max_tokens: int) -> list[bytes]:
+    colors = [(i * 37 % 256, i * 91 % 256, i * 53 % 256) for i in range(16)]
+    return [
+        json.dumps({"model": model, "max_tokens": max_tokens, "messages": [image_message(
+            "describe the changes", Image.new("RGB", (32, 32), colors[i % 16]),
+            Image.new("RGB", (32, 32), colors[(i + 7) % 16]))]}).encode()
+        for i in range(count)
+    ]
+
+
+def throughput(url: str, payloads: list[bytes], concurrency: int) -> float:
+    """Requests per second answered at `concurrency`; any failed request is an error."""
+
+    def send(body: bytes) -> None:
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            response.read()
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(send, payloads[: concurrency * 2]))  # warm-up: connections, first batches
+        start = time.perf_counter()
+        list(pool.map(send, payloads))
+        return len(payloads) / (time.perf_counter() - start)
+
+
+def handle_throughput(handle, requests: list, concurrency: int) -> float:
+    """Requests per second through a DeploymentHandle straight to the model replica: batching itself,
+    without the HTTP proxy, JSON and image decoding in front of it."""
+
+    async def measure() -> float:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(request) -> None:
+            async with gate:
+                outcome = await handle.chat.remote(request)
+                if "error" in outcome:
+                    raise RuntimeError(outcome["error"]["message"])
+
+        await asyncio.gather(*(one(r) for r in requests[: concurrency * 2]))  # warm-up
+        start = time.perf_counter()
+        await asyncio.gather(*(one(r) for r in requests))
+        return len(requests) / (time.perf_counter() - start)
+
+    return asyncio.run(measure())
+
+
+def chat_requests(count: int, max_tokens: int) -> list:
+    from rsforge.core.data.schema import Turn
+    from rsforge.serve.openai_protocol import ChatRequest
+
+    generator = torch.Generator().manual_seed(0)
+    return [
+        ChatRequest("tiny", [Turn("user", "describe the changes")], torch.rand(2, 3, 32, 32, generator=generator),
+                    max_tokens, 0.0, 1.0)
+        for _ in range(count)
+    ]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny configuration, seconds")
+    parser.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    args = parser.parse_args(argv)
+
+    import ray
+    from ray import serve
+
+    from rsforge.core.atomic import atomic_write_text
+    from rsforge.serve.app import APP_NAME, run
+    from rsforge.serve.config import ServeConfig
+
+    levels = [1, 4] if args.quick else [1, 8, 32]
+    per_level = 8 if args.quick else 128
+    max_tokens = 2 if args.quick else 16
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(num_cpus=4, log_to_driver=False, configure_logging=False)
+    measured: dict[tuple[str, str], dict[int, float]] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = tiny_model(Path(tmp) / "tiny")
+            # One app, the model twice: unbatched and batched, so both share one Serve start-up.
+            config = ServeConfig(port=free_port(), models=[
+                {"path": str(model), "name": "unbatched", "max_batch_size": 1, "batch_wait_ms": 0},
+                {"path": str(model), "name": "batched", "max_batch_size": max(levels), "batch_wait_ms": WAIT_MS},
+            ])
+            app = run(config, blocking=False)
+            url = app.url + "/chat/completions"
+            direct = chat_requests(max(per_level, 2 * max(levels)), max_tokens)
+            for i, name in enumerate(tqdm(("unbatched", "batched"), desc="deployments", disable=args.quick)):
+                payloads = bodies(name, max(per_level, 2 * max(levels)), max_tokens)
+                measured[("http", name)] = {c: throughput(url, payloads[:per_level], c) for c in levels}
+                handle = serve.get_deployment_handle(f"model{i}", APP_NAME)
+                measured[("handle", name)] = {c: handle_throughput(handle, direct[:per_level], c) for c in levels}
+            serve.delete(APP_NAME)
+    finally:
+        serve.shutdown()
+        if started_ray:
+            ray.shutdown()
+    rows = []
+    for path in ("http", "handle"):
+        for c in levels:
+            plain, batched = measured[(path, "unbatched")][c], measured[(path, "batched")][c]
+            rows.append({"path": path, "concurrency": c, "unbatched_rps": round(plain, 2),
+                         "batched_rps": round(batched, 2), "ratio_throughput": round(batched / plain, 3)})
+    result = {"benchmark": "serve_batching", "quick": args.quick, "requests_per_level": per_level,
+              "max_tokens": max_tokens, "max_batch_size": max(levels), "rows": rows}
+    print(f"{'path':>6} {'concurrency':>11} {'unbatched req/s':>16} {'batched req/s':>14} {'ratio':>6}")
+    for row in rows:
+        print(f"{row['path']:>6} {row['concurrency']:>11} {row['unbatched_rps']:>16.1f} {row['batched_rps']:>14.1f} "
+              f"{row['ratio_throughput']:>6.2f}")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

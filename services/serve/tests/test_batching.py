@@ -1,0 +1,123 @@
+"""Dynamic batching inside a model replica, without Ray: grouping by sampling parameters, one
+`generate` call per group, per-request max_tokens, token streaming, and failures kept per request."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from rsforge.core.assembler import assemble
+from rsforge.core.data.schema import Turn
+from rsforge.core.plugins import PluginManager
+from rsforge.core.recipe import parse_recipe
+from rsforge.serve.app import ModelDeployment, _Pending
+from rsforge.serve.openai_protocol import ChatRequest
+
+ROOT = Path(__file__).resolve().parents[3]
+CORPUS = ["describe the changes between the two images", "a new building was built in the top left",
+          "there is no change", "some trees were cut down"]
+
+
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory):
+    plugins = PluginManager()
+    raw = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
+    raw.pop("data")
+    recipe = parse_recipe(raw, plugins.registry).prepared(CORPUS)
+    torch.manual_seed(0)
+    model_dir = assemble(recipe, plugins).save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
+    # The deployment's own class, constructed directly: batching logic runs the same without Serve.
+    return ModelDeployment.func_or_class(str(model_dir), "tiny", 8, 0.0)
+
+
+def chat(seed: int, text: str = "describe the changes", **options) -> ChatRequest:
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    fields = {"max_tokens": 6, "temperature": 0.0, "top_p": 1.0} | options
+    return ChatRequest("tiny", [Turn("user", text)], images, **fields)
+
+
+def run(replica, requests: list[ChatRequest], stream: bool = False, cancelled: bool = False):
+    """Outcomes of one batch, and each request's streamed pieces."""
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        pendings = [_Pending(r, loop, asyncio.Queue() if stream else None, cancelled) for r in requests]
+        outcomes = await asyncio.to_thread(replica.run_batch, pendings)
+        await asyncio.sleep(0)  # let the pieces scheduled from the generation thread land
+        pieces = []
+        for p in pendings:
+            got = []
+            while p.queue is not None and not p.queue.empty():
+                got.append(p.queue.get_nowait())
+            pieces.append(got)
+        return outcomes, pieces
+
+    return asyncio.run(go())
+
+
+def test_a_batch_answers_each_request_as_if_it_ran_alone(replica):
+    requests = [chat(0), chat(1, max_tokens=2), chat(2, text="what changed?"), chat(3, max_tokens=9)]
+    batched, _ = run(replica, requests)
+    alone = [run(replica, [r])[0][0] for r in requests]
+    for b, a in zip(batched, alone, strict=True):
+        assert b["choices"] == a["choices"] and b["completion_tokens"] == a["completion_tokens"]
+    assert [b["batch_size"] for b in batched] == [4] * 4 and alone[0]["batch_size"] == 1
+    assert batched[1]["completion_tokens"] <= 2
+
+
+def test_one_generate_call_per_group_of_compatible_sampling(replica, monkeypatch):
+    calls = []
+    generate = replica.model.decoder.generate
+
+    def counting(visual, conversations, **options):
+        calls.append((len(conversations), options["temperature"], tuple(options["stop"])))
+        return generate(visual, conversations, **options)
+
+    monkeypatch.setattr(replica.model.decoder, "generate", counting)
+    requests = [chat(0), chat(1, top_p=0.5), chat(2, temperature=0.7), chat(3, stop=("zz",)), chat(4, max_tokens=3)]
+    outcomes, _ = run(replica, requests)
+    # Greedy requests share a call whatever their top_p and max_tokens; other sampling or stop strings do not.
+    assert sorted(calls) == sorted([(3, 0.0, ()), (1, 0.7, ()), (1, 0.0, ("zz",))])
+    assert [o["batch_size"] for o in outcomes] == [3, 3, 1, 1, 3]
+
+
+def test_streamed_pieces_add_up_to_the_answer(replica):
+    requests = [chat(0, max_tokens=8), chat(1, temperature=0.9, n=2, max_tokens=5)]
+    outcomes, pieces = run(replica, requests, stream=True)
+    for outcome, got in zip(outcomes, pieces, strict=True):
+        for index, (text, _) in enumerate(outcome["choices"]):
+            assert "".join(t for i, t in got if i == index) == text
+    assert len(outcomes[1]["choices"]) == 2
+
+
+def test_a_prompt_over_the_context_fails_alone(replica):
+    outcomes, _ = run(replica, [chat(0), chat(1, text="many words " * 150), chat(2)])
+    assert "choices" in outcomes[0] and "choices" in outcomes[2]
+    error = outcomes[1]["error"]
+    assert error["status"] == 400 and "exceeds the decoder context" in error["message"]
+
+
+def test_a_cancelled_request_stops_after_one_token(replica):
+    (outcome,), _ = run(replica, [chat(0, max_tokens=20)], stream=True, cancelled=True)
+    assert outcome["completion_tokens"] == 1
+
+
+def test_a_decoder_without_on_tokens_batches_equal_max_tokens_and_streams_whole_answers(replica, monkeypatch):
+    calls = []
+    generate = replica.model.decoder.generate
+
+    def no_streaming(visual, conversations, **options):  # a decoder like hf_vlm: no `on_tokens`
+        assert "on_tokens" not in options
+        calls.append((len(conversations), options["max_new_tokens"]))
+        return generate(visual, conversations, **options)
+
+    monkeypatch.setattr(replica.model.decoder, "generate", no_streaming)
+    monkeypatch.setattr(replica, "streams", False)
+    outcomes, pieces = run(replica, [chat(0, max_tokens=3), chat(1, max_tokens=3), chat(2, max_tokens=5)], stream=True)
+    # Without per-step control a row cannot end at its own max_tokens, so only equal ones share a call.
+    assert sorted(calls) == [(1, 5), (2, 3)]
+    for outcome, got in zip(outcomes, pieces, strict=True):
+        text = outcome["choices"][0][0]
+        assert got == ([(0, text)] if text else [])
