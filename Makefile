@@ -7,7 +7,7 @@ PACKAGES := packages/core[geo] packages/encoders[hf] packages/bridges packages/d
             packages/rewards services/train services/serve
 PYPROJECTS := $(addsuffix /pyproject.toml,$(subst [geo],,$(subst [hf],,$(PACKAGES))))
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): $(PYPROJECTS) Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -qq pytest ruff openai hatchling editables
+	$(PY) -m pip install -qq pytest ruff openai selenium hatchling editables
 	$(PY) -m pip install -qq $(foreach p,$(PACKAGES),-e '$(p)')
 	touch $(STAMP)
 
@@ -29,6 +29,11 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# Every bench/*.py in full (each in a subprocess with a time budget, under 20 min on 2 cores):
+# writes bench/results/latest.json and latest.md and prints the table; exits 1 if a bench failed.
+bench: install
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf runs data .pytest_cache

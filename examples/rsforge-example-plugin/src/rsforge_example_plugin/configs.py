@@ -1,0 +1,7 @@
+from pydantic import Field
+
+from rsforge.core.config import BridgeConfig
+
+
+class TokenPoolerConfig(BridgeConfig):
+    grid: int = Field(4, ge=1, description="output tokens per side: grid x grid tokens per image")
