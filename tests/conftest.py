@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,13 @@ from rsforge.core.plugins import PluginManager
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CORPUS = ["describe the changes between the two images", "a new building was built in the top left",
                "there is no change", "some trees were cut down"]
+
+
+def free_port() -> int:
+    """A loopback port free now (for a server the test starts next)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import concurrent.futures
 import http.server
 import io
 import json
-import socket
 import struct
 import threading
 import urllib.error
@@ -18,16 +17,12 @@ from PIL import Image
 
 from rsforge.serve.client import data_url, image_message
 
+from .conftest import free_port
+
 pytestmark = pytest.mark.ray
 
 KEY = "test-secret-key"
 BEFORE, AFTER = Image.new("RGB", (40, 40), (10, 200, 10)), Image.new("RGB", (40, 40), (200, 200, 10))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def png_bytes(image: Image.Image) -> bytes:

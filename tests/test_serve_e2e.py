@@ -5,7 +5,6 @@ import base64
 import io
 import json
 import re
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,17 +16,13 @@ from PIL import Image
 from rsforge.serve.client import image_message
 from rsforge.serve.metrics import parse_prometheus
 
+from .conftest import free_port
+
 pytestmark = pytest.mark.ray
 
 BEFORE, AFTER = Image.new("RGB", (48, 48), (200, 30, 30)), Image.new("RGB", (48, 48), (30, 30, 200))
 VALID = [image_message("describe the changes", BEFORE, AFTER)]
 README_MODEL = "demo-change-captioner"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

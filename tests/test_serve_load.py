@@ -5,7 +5,6 @@ machine is shared), only that every request succeeded and that concurrent reques
 
 import concurrent.futures
 import json
-import socket
 import time
 import urllib.request
 
@@ -15,15 +14,11 @@ from PIL import Image
 from rsforge.serve.client import image_message
 from rsforge.serve.metrics import parse_prometheus, quantile
 
+from .conftest import free_port
+
 pytestmark = pytest.mark.ray
 
 REQUESTS, CONCURRENCY, MAX_TOKENS = 500, 32, 4
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

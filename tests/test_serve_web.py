@@ -4,13 +4,14 @@ predicted change mask over the after image. Skipped only where Chromium or its d
 
 import json
 import shutil
-import socket
 import urllib.request
 
 import pytest
 from PIL import Image, ImageDraw
 
 from rsforge.serve.client import data_url, image_message
+
+from .conftest import free_port
 
 pytestmark = pytest.mark.ray
 
@@ -25,12 +26,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 PROMPT = "describe the changes"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
