@@ -20,7 +20,9 @@ $(STAMP): $(PYPROJECTS) Makefile
 	$(PY) -m pip install -qq $(foreach p,$(PACKAGES),-e '$(p)')
 	touch $(STAMP)
 
+# Starts afresh each time: the run is deterministic, so a previous runs/demo is reproduced, not lost.
 demo: install
+	rm -rf runs/demo
 	$(VENV)/bin/rsforge run recipes/demo.yaml --out runs/demo
 
 test: install

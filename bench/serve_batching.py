@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import json
 import socket
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import torch
@@ -43,12 +41,14 @@ CORPUS = ["describe the changes between the two images", "a new building was bui
           "there is no change", "some trees were cut down"]
 
 
-def tiny_model(directory: Path) -> Path:
+def untrained_model(recipe: str, directory: Path) -> tuple[Path, int]:
+    """The recipe's model with seeded random weights, saved; and its image size."""
     plugins = PluginManager()
-    raw = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "recipes" / recipe).read_text())
     raw.pop("data")
     torch.manual_seed(0)
-    return assemble(parse_recipe(raw, plugins.registry).prepared(CORPUS), plugins).save_pretrained(directory)
+    saved = assemble(parse_recipe(raw, plugins.registry).prepared(CORPUS), plugins).save_pretrained(directory)
+    return saved, raw["encoder"]["image_size"]
 
 
 def free_port() -> int:
@@ -57,29 +57,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bodies(model: str, count: int, max_tokens: int) -> list[bytes]:
+def bodies(model: str, count: int, max_tokens: int, size: int) -> list[bytes]:
     colors = [(i * 37 % 256, i * 91 % 256, i * 53 % 256) for i in range(16)]
     return [
         json.dumps({"model": model, "max_tokens": max_tokens, "messages": [image_message(
-            "describe the changes", Image.new("RGB", (32, 32), colors[i % 16]),
-            Image.new("RGB", (32, 32), colors[(i + 7) % 16]))]}).encode()
+            "describe the changes", Image.new("RGB", (size, size), colors[i % 16]),
+            Image.new("RGB", (size, size), colors[(i + 7) % 16]))]}).encode()
         for i in range(count)
     ]
 
 
 def throughput(url: str, payloads: list[bytes], concurrency: int) -> float:
-    """Requests per second answered at `concurrency`; any failed request is an error."""
+    """Requests per second answered at `concurrency`; any failed request is an error. The clients are
+    coroutines on one event loop, not threads: on a small machine a threaded client's own CPU would
+    be measured along with the server."""
+    import aiohttp
 
-    def send(body: bytes) -> None:
-        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            response.read()
+    async def measure() -> float:
+        gate = asyncio.Semaphore(concurrency)
+        limits = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=limits, timeout=aiohttp.ClientTimeout(total=120)) as session:
 
-    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(send, payloads[: concurrency * 2]))  # warm-up: connections, first batches
-        start = time.perf_counter()
-        list(pool.map(send, payloads))
-        return len(payloads) / (time.perf_counter() - start)
+            async def send(body: bytes) -> None:
+                async with gate, session.post(url, data=body, headers={"Content-Type": "application/json"}) as reply:
+                    reply.raise_for_status()
+                    await reply.read()
+
+            await asyncio.gather(*(send(b) for b in payloads[: concurrency * 2]))  # warm-up: connections, batches
+            start = time.perf_counter()
+            await asyncio.gather(*(send(b) for b in payloads))
+            return len(payloads) / (time.perf_counter() - start)
+
+    return asyncio.run(measure())
 
 
 def handle_throughput(handle, requests: list, concurrency: int) -> float:
@@ -103,13 +112,13 @@ def handle_throughput(handle, requests: list, concurrency: int) -> float:
     return asyncio.run(measure())
 
 
-def chat_requests(count: int, max_tokens: int) -> list:
+def chat_requests(count: int, max_tokens: int, size: int) -> list:
     from rsforge.core.data.schema import Turn
     from rsforge.serve.openai_protocol import ChatRequest
 
     generator = torch.Generator().manual_seed(0)
     return [
-        ChatRequest("tiny", [Turn("user", "describe the changes")], torch.rand(2, 3, 32, 32, generator=generator),
+        ChatRequest("tiny", [Turn("user", "describe the changes")], torch.rand(2, 3, size, size, generator=generator),
                     max_tokens, 0.0, 1.0)
         for _ in range(count)
     ]
@@ -137,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     measured: dict[tuple[str, str], dict[int, float]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            model = tiny_model(Path(tmp) / "tiny")
+            model, size = untrained_model("tiny.yaml", Path(tmp) / "model")
             # One app, the model twice: unbatched and batched, so both share one Serve start-up.
             config = ServeConfig(port=free_port(), models=[
                 {"path": str(model), "name": "unbatched", "max_batch_size": 1, "batch_wait_ms": 0},
@@ -145,9 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
             ])
             app = run(config, blocking=False)
             url = app.url + "/chat/completions"
-            direct = chat_requests(max(per_level, 2 * max(levels)), max_tokens)
+            direct = chat_requests(max(per_level, 2 * max(levels)), max_tokens, size)
             for i, name in enumerate(tqdm(("unbatched", "batched"), desc="deployments", disable=args.quick)):
-                payloads = bodies(name, max(per_level, 2 * max(levels)), max_tokens)
+                payloads = bodies(name, max(per_level, 2 * max(levels)), max_tokens, size)
                 measured[("http", name)] = {c: throughput(url, payloads[:per_level], c) for c in levels}
                 handle = serve.get_deployment_handle(f"model{i}", APP_NAME)
                 measured[("handle", name)] = {c: handle_throughput(handle, direct[:per_level], c) for c in levels}
