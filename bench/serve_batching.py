@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
                 measured[("http", name)] = {c: throughput(url, payloads[:per_level], c) for c in levels}
                 handle = serve.get_deployment_handle(f"model{i}", APP_NAME)
                 measured[("handle", name)] = {c: handle_throughput(handle, direct[:per_level], c) for c in levels}
-            serve.delete(APP_NAME)
+            app.stop()
     finally:
         serve.shutdown()
         if started_ray:

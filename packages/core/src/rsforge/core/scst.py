@@ -25,6 +25,7 @@ from rsforge.core.data.schema import Turn
 from rsforge.core.model import prompt_texts
 from rsforge.core.recipe import StageConfig
 from rsforge.core.rewards import RewardSet
+from rsforge.core.train_steps import unwrap
 
 
 def batch_references(batch: dict) -> list[list[str]]:
@@ -78,7 +79,7 @@ def scst_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, s
     """One SCST step on a collated batch; returns the losses, each reward's mean raw score over the
     rollouts (`reward_<name>`) and over the greedy decodes (`greedy_<name>`), the combined rewards and
     the mean rollout length."""
-    core = getattr(model, "module", model)
+    core = unwrap(model)
     if core.decoder is None:
         raise ValueError(f"scst: model '{core.recipe.name}' has no decoder to sample captions from")
     k, temperature = stage.num_samples, stage.temperature

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rsforge.rewards.common import check_batch
 from rsforge.rewards.configs import CiderDConfig
 
 
@@ -269,12 +270,7 @@ class CiderD:
     ) -> torch.Tensor:
         """Score each candidate against its references. `extras` is part of the reward contract and
         unused here."""
-        if isinstance(candidates, str):
-            raise TypeError("CiderD: candidates must be a list of strings, got one string")
-        if len(candidates) != len(references):
-            raise ValueError(
-                f"CiderD: {len(candidates)} candidates but {len(references)} lists of references"
-            )
+        check_batch("CiderD", candidates, references)
         candidates = list(candidates)
         if self._bank is None or not candidates:
             return torch.from_numpy(self._scores(candidates, references).astype(np.float32))

@@ -64,7 +64,6 @@ class ServeConfig(BaseModel):
     api_key: str | None = Field(default=None, min_length=1)
     allow_image_hosts: list[str] = Field(default_factory=list)
     image_fetch_timeout_s: float = Field(default=10.0, gt=0, le=120)
-    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="before")
     @classmethod

@@ -7,8 +7,6 @@ tested without Ray.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 from PIL import Image
 
 from rsforge.core.data.images import ImageError, load_image
+from rsforge.serve.client import data_url
 from rsforge.serve.openai_protocol import APIError, Fetch, data_url_bytes
 
 FORMATS = ("png", "geojson")
@@ -82,9 +81,7 @@ def count_regions(mask: np.ndarray) -> int:
 
 def mask_png(mask: np.ndarray) -> str:
     """uint8 mask (0/255, or class ids) as a base64 PNG data URL."""
-    buf = io.BytesIO()
-    Image.fromarray(mask).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return data_url(Image.fromarray(mask))
 
 
 def mask_geojson(mask: np.ndarray) -> dict[str, Any]:

@@ -17,13 +17,12 @@ from ray.train.torch import TorchTrainer
 
 from rsforge.core.atomic import atomic_write_text
 from rsforge.core.data.schema import Sample
-from rsforge.core.model import RSForgeModel
+from rsforge.core.model import RECIPE_FILE, RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe
 from rsforge.train.worker_loop import HISTORY_FILE, MODEL_DIR, FailOnce, train_loop_per_worker
 
 RAY_DIR = "ray"
-RECIPE_FILE = "recipe.yaml"
 
 
 @dataclass
