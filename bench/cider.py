@@ -20,7 +20,7 @@ from pycocoevalcap.cider.cider import Cider
 from tqdm import tqdm
 
 from rsforge.core.atomic import atomic_write_text
-from rsforge.core.data.synth.language import _captions, _Event
+from rsforge.datasets.synth.language import ChangeEvent, change_captions
 from rsforge.rewards.cider import CiderD
 from rsforge.rewards.configs import CiderDConfig
 
@@ -30,13 +30,13 @@ KINDS = ("built", "demolished", "trees")
 def corpus(size: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
     rng = np.random.default_rng(seed)
 
-    def events() -> list[_Event]:
-        return [_Event(KINDS[int(rng.integers(3))], int(rng.integers(1, 4)),
+    def events() -> list[ChangeEvent]:
+        return [ChangeEvent(KINDS[int(rng.integers(3))], int(rng.integers(1, 4)),
                        [int(c) for c in rng.choice(9, int(rng.integers(1, 3)), replace=False)])
                 for _ in range(int(rng.integers(0, 3)))]
 
-    references = [_captions(rng, events()) for _ in tqdm(range(size), desc="captions", leave=False)]
-    candidates = [_captions(rng, events())[0] for _ in range(size)]
+    references = [change_captions(rng, events()) for _ in tqdm(range(size), desc="captions", leave=False)]
+    candidates = [change_captions(rng, events())[0] for _ in range(size)]
     return candidates, references
 
 

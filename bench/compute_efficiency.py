@@ -21,12 +21,13 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from rsforge.core.assembler import assemble
 from rsforge.core.atomic import atomic_write_text
-from rsforge.core.data.schema import Turn
+from rsforge.core.batch import Batch
+from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import parse_recipe
-from rsforge.core.train_steps import build_optimizer, build_scheduler, sft_step
+from rsforge.core.sample import Turn
+from rsforge.train.steps import build_optimizer, build_scheduler, sft_step
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTIONS = ["a new building was built in the top left", "there is no change", "some trees were cut down",
@@ -39,21 +40,20 @@ def build_model(recipe_file: str, plugins: PluginManager) -> torch.nn.Module:
     raw.pop("data", None)  # the step runs on in-memory batches, no dataset is read
     recipe = parse_recipe(raw, plugins.registry, source=recipe_file).prepared([QUESTION, *CAPTIONS])
     torch.manual_seed(0)
-    return assemble(recipe, plugins)
+    return RSForgeModel.from_recipe(recipe, plugins)
 
 
-def make_batch(model, batch_size: int, device: torch.device) -> dict:
+def make_batch(model, batch_size: int, device: torch.device) -> Batch:
     g = torch.Generator().manual_seed(0)
     size = model.image_size
     conversations = [[Turn("user", QUESTION), Turn("assistant", CAPTIONS[i % len(CAPTIONS)])]
                      for i in range(batch_size)]
-    return {
-        "images": torch.rand(batch_size, model.num_images, 3, size, size, generator=g).to(device),
-        "masks": (torch.rand(batch_size, size, size, generator=g) > 0.8).float().to(device),
-        "mask_valid": torch.ones(batch_size, dtype=torch.bool, device=device),
-        "conversations": conversations,
-        "prompts": [c[:1] for c in conversations],
-    }
+    return Batch(
+        images=torch.rand(batch_size, model.num_images, 3, size, size, generator=g),
+        conversations=conversations,
+        masks=(torch.rand(batch_size, size, size, generator=g) > 0.8).float(),
+        mask_valid=torch.ones(batch_size, dtype=torch.bool),
+    ).to(device)
 
 
 def synchronize(device: torch.device) -> None:
@@ -61,15 +61,15 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def step_flops(model, batch: dict) -> float:
+def step_flops(model, batch: Batch) -> float:
     model.train()
     with FlopCounterMode(display=False) as counter:
-        model(batch)["loss"].backward()
+        model(batch).total.backward()
     model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())  # a float: a measurement, not a row label
 
 
-def step_seconds(model, batch: dict, steps: int, device: torch.device) -> float:
+def step_seconds(model, batch: Batch, steps: int, device: torch.device) -> float:
     """Best time of one full SFT step (forward, backward, optimiser) over `steps` steps after a warm-up."""
     optimizer = build_optimizer(model, model.recipe.train)
     scheduler = build_scheduler(optimizer, model.recipe.train, steps + 2)

@@ -22,14 +22,14 @@ import yaml
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from rsforge.core.assembler import assemble
 from rsforge.core.atomic import atomic_write_text
-from rsforge.core.data.loading import load_split, training_texts
-from rsforge.core.data.torch_dataset import SampleDataset
-from rsforge.core.feature_cache import FeatureCache
+from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import parse_recipe
-from rsforge.core.train_steps import build_optimizer, build_scheduler, seed_everything, train_step
+from rsforge.datasets.loading import load_split, training_texts
+from rsforge.datasets.torch_dataset import SampleDataset
+from rsforge.train.feature_cache import FeatureCache
+from rsforge.train.steps import build_optimizer, build_scheduler, seed_everything, train_step
 from rsforge.train.worker_loop import CachedSampleDataset, make_collate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         def fresh_model():
             seed_everything(0)
-            return assemble(recipe, plugins)
+            return RSForgeModel.from_recipe(recipe, plugins)
 
         model = fresh_model()
         cache = FeatureCache(Path(tmp) / "cache", model)

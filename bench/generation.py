@@ -1,8 +1,14 @@
-"""Batched greedy generation: rsforge's KV-cache loop against `transformers`' own `generate` on the
-same model and inputs, and against recomputing the whole sequence at every step (no cache).
+"""Batched generation: rsforge's `HFCausalLM.generate` (GenerationOptions in, a `Generation` with
+texts, token ids, mask, log-probs and finish reasons out) against calling `transformers`' `generate`
+directly on the same packed prompt embeddings, greedy and sampled.
 
-Prints tokens/s per batch size and the ratios; absolute numbers depend on the machine, the ratios
-are what to compare. `--quick` runs a tiny configuration (used by the test suite so it cannot rot).
+Both paths pack the prompts with `HFCausalLM.generation_inputs` (the visual tokens placed, left
+padded) inside the timed call, use the decoder's stop ids, and draw the same tokens (greedy, or
+sampled from the same seed): `same_tokens` says whether they did. Tokens/s counts the tokens that
+count (up to and including each row's stop token), so the ratio is rsforge's overhead on top of
+`transformers` (per-row stopping and streaming hooks, per-token log-probs, decoding the texts).
+Absolute numbers depend on the machine; the ratio is what to compare. `--quick` runs a tiny
+configuration (used by the test suite so it cannot rot).
 
     python bench/generation.py [--quick] [--json OUT]
 """
@@ -15,11 +21,14 @@ import time
 
 import torch
 
-from rsforge.core.data.schema import Turn
+from rsforge.core.interfaces import GenerationOptions
+from rsforge.core.sample import Turn
 from rsforge.decoders.configs import HFCausalLMConfig
 from rsforge.decoders.hf_causal_lm import HFCausalLM
 
 WORDS = "a new building was built in the top left there is no change road trees cut down".split()
+MODES = {"greedy": {}, "sampled": {"temperature": 0.8, "top_p": 0.95}}
+SEED = 0
 
 
 def build_decoder(hidden: int, layers: int) -> HFCausalLM:
@@ -33,40 +42,48 @@ def build_decoder(hidden: int, layers: int) -> HFCausalLM:
     return HFCausalLM(config).eval()
 
 
-def no_cache_generate(dec: HFCausalLM, visual: torch.Tensor, convs, new_tokens: int) -> None:
-    embeds, attn, _ = dec._pack(visual, convs, generation=True)
-    embed = dec.lm.get_input_embeddings()
-    for _ in range(new_tokens):
-        token = dec.lm(inputs_embeds=embeds, attention_mask=attn).logits[:, -1].argmax(-1)
-        embeds = torch.cat([embeds, embed(token[:, None])], dim=1)
-        attn = torch.cat([attn, attn.new_ones(attn.shape[0], 1)], dim=1)
+def rsforge_generate(dec: HFCausalLM, visual: torch.Tensor, convs, new_tokens: int, mode: dict) -> torch.Tensor:
+    """The tokens that count, pad elsewhere."""
+    out = dec.generate(visual, convs, GenerationOptions(max_new_tokens=new_tokens, **mode))
+    return out.token_ids.masked_fill(~out.mask, dec.pad_id)
 
 
-def hf_generate(dec: HFCausalLM, visual: torch.Tensor, convs, new_tokens: int) -> None:
-    embeds, attn, _ = dec._pack(visual, convs, generation=True)
-    dec.lm.generate(inputs_embeds=embeds, attention_mask=attn, max_new_tokens=new_tokens,
-                    min_new_tokens=new_tokens, do_sample=False, pad_token_id=dec.pad_id)
+def transformers_generate(dec: HFCausalLM, visual: torch.Tensor, convs, new_tokens: int, mode: dict) -> torch.Tensor:
+    """Plain `generate(inputs_embeds=..., attention_mask=...)`; pad after each row's first stop token."""
+    sampling = {"do_sample": True, "top_k": 0, **mode} if mode else {"do_sample": False}
+    ids = dec.lm.generate(**dec.generation_inputs(visual, convs), max_new_tokens=new_tokens,
+                          eos_token_id=dec.stop_ids, pad_token_id=dec.pad_id, **sampling)
+    is_stop = torch.isin(ids, torch.tensor(dec.stop_ids)).long()
+    return ids.masked_fill(is_stop.cumsum(1) - is_stop > 0, dec.pad_id)
 
 
-def rsforge_generate(dec: HFCausalLM, visual: torch.Tensor, convs, new_tokens: int) -> None:
-    # No stop ids, so every row runs the full length, as in the other two.
-    stop_ids, dec.stop_ids = dec.stop_ids, []
-    try:
-        dec.generate(visual, convs, max_new_tokens=new_tokens)
-    finally:
-        dec.stop_ids = stop_ids
+def timed(fn, dec, visual, convs, new_tokens: int, mode: dict) -> tuple[float, torch.Tensor]:
+    torch.manual_seed(SEED)  # the same draws for both paths when sampling
+    start = time.perf_counter()
+    ids = fn(dec, visual, convs, new_tokens, mode)
+    return time.perf_counter() - start, ids
 
 
-def tokens_per_second(fn, dec, batch: int, visual_tokens: int, new_tokens: int, repeats: int) -> float:
+def compare(dec: HFCausalLM, batch: int, visual_tokens: int, new_tokens: int, repeats: int, mode: dict) -> dict:
+    """Best-of-`repeats` tokens/s of each path, run alternately so load on the machine hits both alike."""
     visual = torch.randn(batch, visual_tokens, dec.hidden_size, generator=torch.Generator().manual_seed(0))
     convs = [[Turn("user", "describe the changes")]] * batch
+    best = {"rsforge": float("inf"), "transformers": float("inf")}
+    outputs = {}
     with torch.inference_mode():
-        fn(dec, visual, convs, 2)  # warm-up
-        start = time.perf_counter()
+        for fn in (rsforge_generate, transformers_generate):  # warm-up, at the measured shapes
+            fn(dec, visual, convs, new_tokens, mode)
         for _ in range(repeats):
-            fn(dec, visual, convs, new_tokens)
-        elapsed = time.perf_counter() - start
-    return batch * new_tokens * repeats / elapsed
+            for name, fn in (("rsforge", rsforge_generate), ("transformers", transformers_generate)):
+                seconds, outputs[name] = timed(fn, dec, visual, convs, new_tokens, mode)
+                best[name] = min(best[name], seconds)
+    ours, theirs = outputs["rsforge"], outputs["transformers"]
+    same = ours.shape == theirs.shape and bool(torch.equal(ours, theirs))
+    is_stop = torch.isin(theirs, torch.tensor(dec.stop_ids)).long()
+    tokens = int(((is_stop.cumsum(1) - is_stop) == 0).sum())
+    return {"tokens": tokens, "same_tokens": same, "rsforge_tok_s": tokens / best["rsforge"],
+            "transformers_tok_s": tokens / best["transformers"],
+            "ratio_vs_transformers": best["transformers"] / best["rsforge"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -75,20 +92,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     hidden, layers, visual_tokens, new_tokens, repeats, batches = (
-        (32, 1, 8, 4, 1, [1, 4]) if args.quick else (256, 4, 64, 32, 3, [1, 8, 32])
+        (32, 1, 8, 4, 1, [1, 4]) if args.quick else (256, 4, 64, 32, 5, [1, 8, 32])
     )
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     dec = build_decoder(hidden, layers)
     rows = []
-    print(f"decoder: llama hidden {hidden}, {layers} layers; {visual_tokens} visual tokens, {new_tokens} new tokens")
-    print(f"{'batch':>5} {'rsforge tok/s':>14} {'HF generate':>12} {'no cache':>10} {'vs HF':>7} {'vs no cache':>12}")
-    for batch in batches:
-        ours = tokens_per_second(rsforge_generate, dec, batch, visual_tokens, new_tokens, repeats)
-        hf = tokens_per_second(hf_generate, dec, batch, visual_tokens, new_tokens, repeats)
-        plain = tokens_per_second(no_cache_generate, dec, batch, visual_tokens, new_tokens, repeats)
-        rows.append({"batch": batch, "rsforge_tok_s": ours, "hf_generate_tok_s": hf, "no_cache_tok_s": plain,
-                     "ratio_vs_hf_generate": ours / hf, "ratio_vs_no_cache": ours / plain})
-        print(f"{batch:>5} {ours:>14.0f} {hf:>12.0f} {plain:>10.0f} {ours / hf:>6.2f}x {ours / plain:>11.2f}x")
+    print(f"decoder: llama hidden {hidden}, {layers} layers; {visual_tokens} visual tokens, up to {new_tokens} "
+          f"new tokens; {torch.get_num_threads()} threads")
+    print(f"{'mode':>7} {'batch':>5} {'tokens':>6} {'rsforge tok/s':>14} {'transformers tok/s':>19} {'ratio':>6} "
+          f"{'same tokens':>11}")
+    for mode_name, mode in MODES.items():
+        for batch in batches:
+            row = {"mode": mode_name, "batch": batch,
+                   **compare(dec, batch, visual_tokens, new_tokens, repeats, mode)}
+            rows.append(row)
+            print(f"{mode_name:>7} {batch:>5} {row['tokens']:>6} {row['rsforge_tok_s']:>14.0f} "
+                  f"{row['transformers_tok_s']:>19.0f} {row['ratio_vs_transformers']:>5.2f}x "
+                  f"{'yes' if row['same_tokens'] else 'NO':>11}")
     result = {"benchmark": "generation", "quick": args.quick, "threads": torch.get_num_threads(), "rows": rows}
     if args.json:
         with open(args.json, "w") as handle:

@@ -30,7 +30,7 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from rsforge.core.assembler import assemble
+from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import parse_recipe
 from rsforge.serve.client import image_message
@@ -47,7 +47,8 @@ def untrained_model(recipe: str, directory: Path) -> tuple[Path, int]:
     raw = yaml.safe_load((ROOT / "recipes" / recipe).read_text())
     raw.pop("data")
     torch.manual_seed(0)
-    saved = assemble(parse_recipe(raw, plugins.registry).prepared(CORPUS), plugins).save_pretrained(directory)
+    recipe = parse_recipe(raw, plugins.registry).prepared(CORPUS)
+    saved = RSForgeModel.from_recipe(recipe, plugins).save_pretrained(directory)
     return saved, raw["encoder"]["image_size"]
 
 
@@ -113,8 +114,8 @@ def handle_throughput(handle, requests: list, concurrency: int) -> float:
 
 
 def chat_requests(count: int, max_tokens: int, size: int) -> list:
-    from rsforge.core.data.schema import Turn
-    from rsforge.serve.openai_protocol import ChatRequest
+    from rsforge.core.sample import Turn
+    from rsforge.serve.openai_requests import ChatRequest
 
     generator = torch.Generator().manual_seed(0)
     return [
@@ -134,8 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     from ray import serve
 
     from rsforge.core.atomic import atomic_write_text
-    from rsforge.serve.app import APP_NAME, run
-    from rsforge.serve.config import ServeConfig
+    from rsforge.serve.app import run
+    from rsforge.serve.settings import ServeConfig
 
     levels = [1, 4] if args.quick else [1, 8, 32]
     per_level = 8 if args.quick else 128
@@ -155,10 +156,10 @@ def main(argv: list[str] | None = None) -> dict:
             app = run(config, blocking=False)
             url = app.url + "/chat/completions"
             direct = chat_requests(max(per_level, 2 * max(levels)), max_tokens, size)
-            for i, name in enumerate(tqdm(("unbatched", "batched"), desc="deployments", disable=args.quick)):
+            for name in tqdm(("unbatched", "batched"), desc="deployments", disable=args.quick):
                 payloads = bodies(name, max(per_level, 2 * max(levels)), max_tokens, size)
                 measured[("http", name)] = {c: throughput(url, payloads[:per_level], c) for c in levels}
-                handle = serve.get_deployment_handle(f"model{i}", APP_NAME)
+                handle = app.model_handle(name)
                 measured[("handle", name)] = {c: handle_throughput(handle, direct[:per_level], c) for c in levels}
             app.stop()
     finally:

@@ -1,10 +1,14 @@
-"""Start-up cost: wall time of `import rsforge.core` and of `rsforge plugins` (every installed plugin
-discovered and registered), each in a fresh interpreter, against `python -c pass` in the same run.
+"""Start-up cost: wall time of `rsforge --help` (every plugin's commands declared) and `rsforge plugins`
+(every installed plugin discovered and registered), and of `import rsforge.core`, each in a fresh
+interpreter, against `python -c pass` in the same run.
 
-Best of N runs per command (the minimum is the least noisy estimate of a cold-ish start on a shared
-machine). Rows are ratios to the bare interpreter; absolute times are printed for reference only.
+Interleaved: each round runs the bare interpreter right before each command (A B A B ...), after an
+untimed warm-up round, and a command's ratio in a round is its time over the bare interpreter's just
+before it, so a shared machine's load drifting during the run touches both alike. Reported per command:
+the median ratio over the rounds and its min-max spread; absolute times are in the JSON for reference.
+The goal is each command within 12x of `python -c pass`.
 
-    python bench/startup.py [--quick] [--json OUT]
+    python bench/startup.py [--quick] [--rounds N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -21,54 +27,75 @@ from tqdm import tqdm
 
 from rsforge.core.atomic import atomic_write_text
 
-# `rsforge plugins` through the interpreter rather than the console script, so every command starts
-# the same way and only the work it does differs.
+GOAL = 12.0  # each command within this many times `python -c pass`
+BASELINE = [sys.executable, "-c", "pass"]
+
+
+def _rsforge() -> list[str]:
+    """The `rsforge` console script of this interpreter's environment, as a user runs it; else the
+    same entry point through `python -m`."""
+    script = Path(sys.executable).parent / "rsforge"
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("rsforge")
+    return [found] if found else [sys.executable, "-m", "rsforge.core.cli"]
+
+
 COMMANDS = {
-    "python -c pass": [sys.executable, "-c", "pass"],
     "import rsforge.core": [sys.executable, "-c", "import rsforge.core"],
-    "rsforge plugins": [sys.executable, "-c",
-                        "import sys; from rsforge.core.cli import main; sys.exit(main(['plugins']))"],
+    "rsforge --help": [*_rsforge(), "--help"],
+    "rsforge plugins": [*_rsforge(), "plugins"],
 }
 
 
-def best_wall_time(command: list[str], repeats: int, env: dict[str, str]) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        elapsed = time.perf_counter() - start
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
-        best = min(best, elapsed)
-    return best
+def wall_time(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+    return elapsed
+
+
+def measure(commands: dict[str, list[str]], rounds: int, env: dict[str, str]) -> dict[str, dict[str, list[float]]]:
+    """Per command, its times and those of the bare interpreter run just before it, one per round."""
+    for command in [BASELINE, *commands.values()]:
+        wall_time(command, env)  # warm-up: the file-system cache and .pyc files, untimed
+    times = {label: {"command_s": [], "baseline_s": []} for label in commands}
+    for _ in tqdm(range(rounds), desc="startup", unit="round", leave=False):
+        for label, command in commands.items():
+            times[label]["baseline_s"].append(wall_time(BASELINE, env))
+            times[label]["command_s"].append(wall_time(command, env))
+    return times
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="two runs per command (for the test suite)")
-    parser.add_argument("--repeats", type=int, help="runs per command, best taken (default 2 quick, 10 full)")
+    parser.add_argument("--quick", action="store_true", help="three rounds (for the test suite)")
+    parser.add_argument("--rounds", type=int, help="timed rounds after the warm-up (default 3 quick, 25 full)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 10)
+    rounds = args.rounds or (3 if args.quick else 25)
     # Every installed plugin, and a plugin that fails to load must fail the bench, not be timed as fast.
     env = {k: v for k, v in os.environ.items() if k != "RSFORGE_LOAD_PLUGINS"}
     env["RSFORGE_STRICT_PLUGINS"] = "1"
-    times = {}
-    for label, command in tqdm(COMMANDS.items(), desc="startup", unit="command", leave=False):
-        best_wall_time(command, 1, env)  # warm the file-system cache once, untimed
-        times[label] = best_wall_time(command, repeats, env)
-    baseline = times["python -c pass"]
-    rows = [
-        {"command": label, "best_s": seconds, "ratio_vs_python_pass": seconds / baseline,
-         "overhead_s": seconds - baseline}
-        for label, seconds in times.items() if label != "python -c pass"
-    ]
-    print(f"best of {repeats}; baseline `python -c pass` {baseline * 1000:.0f} ms")
-    print(f"{'command':<22} {'best ms':>8} {'overhead ms':>12} {'vs python':>10}")
+    times = measure(COMMANDS, rounds, env)
+    rows = []
+    for label, measured in times.items():
+        ratios = [c / b for c, b in zip(measured["command_s"], measured["baseline_s"], strict=True)]
+        rows.append({"command": label, "ratio_vs_python_pass": statistics.median(ratios),
+                     "spread_min": min(ratios), "spread_max": max(ratios),
+                     "median_s": statistics.median(measured["command_s"]),
+                     "baseline_median_s": statistics.median(measured["baseline_s"]),
+                     "within_goal": statistics.median(ratios) <= GOAL, **measured})
+    print(f"{rounds} interleaved rounds after a warm-up; goal: within {GOAL:g}x `python -c pass`")
+    print(f"{'command':<22} {'median ms':>10} {'python ms':>10} {'vs python':>10} {'min-max':>13}")
     for row in rows:
-        print(f"{row['command']:<22} {row['best_s'] * 1000:>8.0f} {row['overhead_s'] * 1000:>12.0f} "
-              f"{row['ratio_vs_python_pass']:>9.1f}x")
-    result = {"benchmark": "startup", "quick": args.quick, "repeats": repeats, "baseline_s": baseline, "rows": rows}
+        print(f"{row['command']:<22} {row['median_s'] * 1000:>10.0f} {row['baseline_median_s'] * 1000:>10.0f} "
+              f"{row['ratio_vs_python_pass']:>9.1f}x {row['spread_min']:>6.1f}-{row['spread_max']:<5.1f}"
+              f"{'' if row['within_goal'] else '  over the goal'}")
+    result = {"benchmark": "startup", "quick": args.quick, "rounds": rounds, "goal_ratio": GOAL,
+              "argv": {label: command for label, command in COMMANDS.items()}, "rows": rows}
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
     return result

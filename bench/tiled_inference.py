@@ -32,7 +32,7 @@ TILE = 64
 def build_model(out: Path) -> Path:
     import torch
 
-    from rsforge.core.assembler import assemble
+    from rsforge.core.model import RSForgeModel
     from rsforge.core.plugins import PluginManager
     from rsforge.core.recipe import parse_recipe
 
@@ -44,7 +44,7 @@ def build_model(out: Path) -> Path:
         "heads": [{"name": "change_mask", "hidden": 16}],
     }  # fmt: skip
     torch.manual_seed(0)
-    return assemble(parse_recipe(raw, plugins.registry), plugins).eval().save_pretrained(out)
+    return RSForgeModel.from_recipe(parse_recipe(raw, plugins.registry), plugins).eval().save_pretrained(out)
 
 
 def write_scene(path: Path, side: int, seed: int) -> None:
@@ -71,8 +71,8 @@ def worker(model_dir: str, before: str, after: str, out: str) -> dict:
     """Runs in the subprocess: load, warm up, then one timed detection."""
     import torch
 
-    from rsforge.core.detect import detect
     from rsforge.core.model import RSForgeModel
+    from rsforge.geo.tiling import detect
 
     torch.set_num_threads(2)
     model = RSForgeModel.from_pretrained(model_dir)

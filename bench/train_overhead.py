@@ -26,13 +26,13 @@ import yaml
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
-from rsforge.core.assembler import assemble
 from rsforge.core.atomic import atomic_write_text
-from rsforge.core.data.loading import load_split, training_texts
-from rsforge.core.data.torch_dataset import SampleDataset, collate
+from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import parse_recipe
-from rsforge.core.train_steps import build_optimizer, build_scheduler, seed_everything, train_step
+from rsforge.datasets.loading import load_split, training_texts
+from rsforge.datasets.torch_dataset import SampleDataset, collate
+from rsforge.train.steps import build_optimizer, build_scheduler, seed_everything, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def plain_loop(recipe, samples, plugins) -> list[float]:
     """What one Ray worker runs, without Ray: same seed, model, batch size, optimizer and step."""
     cfg = recipe.train
     seed_everything(cfg.seed)
-    model = assemble(recipe, plugins)
+    model = RSForgeModel.from_recipe(recipe, plugins)
     dataset = SampleDataset(samples, model.image_size, model.interpolation)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=RandomSampler(dataset, generator=generator),
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         raw = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
         raw["data"].update(root=str(Path(tmp) / "data"), n=pairs)
-        raw["train"].update(num_workers=1, cpus_per_worker=1, epochs=1, checkpoint_every=0)
+        raw["train"].update(ray_workers=1, cpus_per_worker=1, epochs=1, checkpoint_every=0)
         recipe = parse_recipe(raw, plugins.registry)
         samples = load_split(recipe, plugins, "train")
         recipe = recipe.prepared(training_texts(samples))

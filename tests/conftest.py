@@ -51,19 +51,19 @@ def tiny_recipe(plugins):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_recipe, plugins) -> Path:
     """A saved, untrained two-image model (change captioning + change mask)."""
-    from rsforge.core.assembler import assemble
+    from rsforge.core.model import RSForgeModel
 
     torch.manual_seed(0)
-    model = assemble(tiny_recipe, plugins)
+    model = RSForgeModel.from_recipe(tiny_recipe, plugins)
     return model.save_pretrained(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture(scope="session")
 def tiny_single_image_model_dir(tmp_path_factory, tiny_recipe, plugins) -> Path:
     """A saved, untrained one-image model (captioning, VQA, classification, grounding)."""
-    from rsforge.core.assembler import assemble
+    from rsforge.core.model import RSForgeModel
 
     bridges = [b for b in tiny_recipe.bridges if b.name != "difference"]
     recipe = tiny_recipe.model_copy(update={"name": "tiny-single-image", "bridges": bridges, "heads": []})
     torch.manual_seed(0)
-    return assemble(recipe, plugins).save_pretrained(tmp_path_factory.mktemp("models") / "tiny-single")
+    return RSForgeModel.from_recipe(recipe, plugins).save_pretrained(tmp_path_factory.mktemp("models") / "tiny-single")

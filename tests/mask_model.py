@@ -13,15 +13,14 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from rsforge.core.assembler import assemble
-from rsforge.core.data.loading import load_split
-from rsforge.core.data.schema import Sample
-from rsforge.core.data.torch_dataset import SampleDataset, collate
-from rsforge.core.metrics.masks import MaskConfusion
 from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe, parse_recipe
-from rsforge.core.train_steps import build_optimizer, build_scheduler, seed_everything, sft_step
+from rsforge.core.sample import Sample
+from rsforge.datasets.loading import load_split
+from rsforge.datasets.torch_dataset import SampleDataset, collate
+from rsforge.tasks.metrics.masks import MaskConfusion
+from rsforge.train.steps import build_optimizer, build_scheduler, seed_everything, sft_step
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "change-mask-tiny.yaml"
 
@@ -50,8 +49,8 @@ def mask_f1(model: RSForgeModel, items: list[dict], batch_size: int = 64) -> dic
     confusion = MaskConfusion()
     model.eval()
     for batch in DataLoader(items, batch_size=batch_size, collate_fn=collate):
-        pred = model.predict_mask(batch["images"][:, 0], batch["images"][:, 1])
-        confusion.update(pred, batch["masks"] > 0.5)
+        pred = model.predict_mask(batch.images[:, 0], batch.images[:, 1])
+        confusion.update(pred, batch.masks > 0.5)
     return confusion.compute()
 
 
@@ -62,7 +61,7 @@ def train_tiny_mask_model(tmp_dir: str | Path) -> Path:
     plugins = PluginManager()
     recipe = tiny_mask_recipe(tmp_dir / "synth", plugins)
     seed_everything(recipe.train.seed)
-    model = assemble(recipe, plugins)
+    model = RSForgeModel.from_recipe(recipe, plugins)
     items = preload(pairs(recipe, plugins, "train"), model.image_size)
     generator = torch.Generator().manual_seed(recipe.train.seed)
     loader = DataLoader(items, batch_size=recipe.train.batch_size, shuffle=True, drop_last=True,

@@ -27,7 +27,7 @@ import torch
 import yaml
 from transformers import InstructBlipQFormerConfig, InstructBlipQFormerModel
 
-from rsforge.core.assembler import assemble
+from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import parse_recipe
 
@@ -42,7 +42,7 @@ def _count(module: torch.nn.Module, trainable: bool = False) -> int:
 def _meta_model(name: str):
     plugins = PluginManager()
     recipe = parse_recipe(yaml.safe_load((RECIPES / f"{name}.yaml").read_text()), plugins.registry)
-    return assemble(recipe, plugins, device="meta")
+    return RSForgeModel.from_recipe(recipe, plugins, device="meta")
 
 
 def _eva_giant() -> tuple[int, int]:

@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from rsforge.core.data.loading import load_split
 from rsforge.core.model import RSForgeModel
 from rsforge.core.recipe import parse_recipe
+from rsforge.datasets.loading import load_split
 
 from .conftest import ROOT
 
@@ -25,7 +25,7 @@ def outcome(ray_session, plugins, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     raw = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
     raw["data"]["root"] = str(tmp / "data")
-    raw["train"].update(num_workers=2, epochs=2)
+    raw["train"].update(ray_workers=2, epochs=2)
     recipe = parse_recipe(raw, plugins.registry)
     return run_recipe(recipe, tmp / "run", plugins=plugins, progress=False), recipe
 
@@ -58,9 +58,9 @@ def test_saved_model_reloads_and_answers(outcome, plugins):
     result, recipe = outcome
     model = RSForgeModel.from_pretrained(result.model_dir, plugins=plugins)
     sample = load_split(recipe, plugins, "test")[0]
-    from rsforge.core.data.images import load_image
+    from rsforge.datasets.images import load_image
 
     images = torch.stack([load_image(p, model.image_size) for p in sample.images])[None]
-    text = model.generate(images, [sample.prompt], max_new_tokens=6)
+    text = model.generate(images, [sample.prompt], max_new_tokens=6).texts
     assert isinstance(text[0], str)
     assert model.predict_mask(images[:, 0], images[:, 1]).shape == (1, 32, 32)

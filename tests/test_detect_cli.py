@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from rsforge.core.cli import main
-from rsforge.core.data.synth import generate
+from rsforge.datasets.synth import generate
 
 from .mask_model import train_tiny_mask_model
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import rsforge.core.cli as cli
-from rsforge.core.data.synth import generate
+from rsforge.datasets.synth import generate
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import timm
 import torch
 
-from rsforge.core.assembler import assemble
+from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import parse_recipe
 
@@ -24,7 +24,7 @@ def test_eva_g_and_llama2_7b_assemble_on_meta_with_real_parameter_counts():
            "encoder": {"name": "timm", "model_name": "eva_giant_patch14_224", "image_size": 224},
            "bridges": [{"name": "mlp_projector"}],
            "decoder": {"name": "hf_causal_lm", "tokenizer": "word_level", "config": LLAMA2_7B}}
-    model = assemble(parse_recipe(raw, plugins.registry), plugins, device="meta")
+    model = RSForgeModel.from_recipe(parse_recipe(raw, plugins.registry), plugins, device="meta")
     decoder = _count(model.decoder)
     assert abs(decoder - 6.74e9) / 6.74e9 < 0.02, decoder
     with torch.device("meta"):

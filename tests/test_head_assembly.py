@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from rsforge.core.assembler import assemble
 from rsforge.core.errors import AssemblyError
+from rsforge.core.model import RSForgeModel
 from rsforge.core.recipe import parse_recipe
 
 ENCODER = {"name": "timm", "model_name": "vit_tiny_patch16_224", "image_size": 32,
@@ -19,7 +19,7 @@ def _recipe(plugins, heads):
 
 
 def test_token_heads_get_the_width_of_what_they_read(plugins):
-    model = assemble(_recipe(plugins, [{"name": "token_mask"},
+    model = RSForgeModel.from_recipe(_recipe(plugins, [{"name": "token_mask"},
                                        {"name": "classifier", "num_classes": 3},
                                        {"name": "classifier", "num_classes": 3, "bridged": True}]), plugins)
     assert [h.in_dim for h in model.recipe.heads] == [24, 32, 24]  # bridged tokens, encoder tokens, bridged
@@ -28,4 +28,4 @@ def test_token_heads_get_the_width_of_what_they_read(plugins):
 def test_a_wrong_token_width_names_both_parts(plugins):
     with pytest.raises(AssemblyError, match=r"heads\[0\] \(token_mask\) expects in_dim=32, but "
                                             r"bridges\[0\] \(difference\) outputs 24"):
-        assemble(_recipe(plugins, [{"name": "token_mask", "in_dim": 32}]), plugins, device="meta")
+        RSForgeModel.from_recipe(_recipe(plugins, [{"name": "token_mask", "in_dim": 32}]), plugins, device="meta")

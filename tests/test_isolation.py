@@ -1,9 +1,10 @@
 """`pip install ./packages/core ./packages/bridges` into an empty virtualenv works on its own and
-`rsforge plugins` then lists only the bridges (and the kernel's own datasets).
+`rsforge plugins` then lists only the bridges.
 
 To stay fast and offline the venv gets the third-party dependencies by a .pth file pointing at a
-folder of symlinks to this environment's site-packages, minus every rsforge distribution, and the
-two packages are installed with --no-deps --no-build-isolation.
+folder of symlinks to this environment's site-packages, minus every rsforge distribution and minus
+what the kernel must not need (pycocoevalcap, tifffile, rasterio, tqdm), and the two packages are
+installed with --no-deps --no-build-isolation.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+NOT_FOR_THE_KERNEL = ("pycocoevalcap", "tifffile", "rasterio", "tqdm")
 
 
 def _third_party_only(target: Path) -> Path:
@@ -23,7 +26,7 @@ def _third_party_only(target: Path) -> Path:
     site = Path(sysconfig.get_paths()["purelib"])
     for entry in site.iterdir():
         low = entry.name.lower()
-        if "rsforge" in low or entry.suffix == ".pth":
+        if "rsforge" in low or entry.suffix == ".pth" or low.startswith(NOT_FOR_THE_KERNEL):
             continue
         (target / entry.name).symlink_to(entry)
     return target
@@ -49,7 +52,8 @@ def test_core_and_bridges_install_alone(tmp_path):
     shown = subprocess.run([env_dir / "bin" / "rsforge", "plugins"], capture_output=True, text=True, env=env)
     assert shown.returncode == 0, shown.stderr
     assert "difference" in shown.stdout and "mlp_projector" in shown.stdout
-    for absent in ("encoders:", "decoders:", "heads:", "rewards:", "rsforge-encoders", "rsforge-train"):
+    for absent in ("encoders:", "decoders:", "heads:", "rewards:", "datasets:", "tasks:", "rsforge-encoders",
+                   "rsforge-train"):
         assert absent not in shown.stdout
     assert shown.stderr == ""
 
@@ -60,3 +64,9 @@ def test_core_and_bridges_install_alone(tmp_path):
     )
     assert check.stdout.strip() == "True", check.stderr
     assert sys.prefix != str(env_dir)
+
+
+def test_the_kernel_declares_none_of_the_heavy_dependencies():
+    declared = tomllib.loads((ROOT / "packages/core/pyproject.toml").read_text())["project"]["dependencies"]
+    names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in declared}
+    assert names == {"pluggy", "pydantic", "pyyaml", "torch", "safetensors"}

@@ -8,9 +8,18 @@ import pytest
 import torch
 from safetensors.torch import load_model, save_model
 
-from rsforge.core.data.schema import Turn
-from rsforge.core.features import VisualFeatures
+from rsforge.core.interfaces import (
+    Bridge,
+    Decoder,
+    Encoder,
+    GenerationOptions,
+    Head,
+    LogitRegulariser,
+    Reward,
+    VisualFeatures,
+)
 from rsforge.core.plugins import PluginManager
+from rsforge.core.sample import Turn
 
 REGISTRY = PluginManager().registry
 PARTS = [(kind, name) for kind in ("encoder", "bridge", "decoder", "head", "reward") for name in REGISTRY.names(kind)]
@@ -23,8 +32,13 @@ def _build(kind: str, name: str):
     return spec.load_factory(), config
 
 
+INTERFACES = {"encoder": (Encoder,), "bridge": (Bridge,), "decoder": (Decoder,), "head": (Head,),
+              "reward": (Reward, LogitRegulariser)}
+
+
 def _run(kind: str, part, config):
     """Forward the part on tiny inputs; return (outputs to compare, loss to backprop or None)."""
+    assert isinstance(part, INTERFACES[kind]), f"a {kind} implements {INTERFACES[kind]} (rsforge.core.interfaces)"
     g = torch.Generator().manual_seed(0)
     if kind == "encoder":
         images = torch.rand(2, 3, config.image_size, config.image_size, generator=g)
@@ -52,8 +66,10 @@ def _run(kind: str, part, config):
         convs = [[Turn("user", "a"), Turn("assistant", "new building")], [Turn("user", "building")]]
         loss = part(visual, [convs[0], convs[0]])
         assert loss.dim() == 0 and torch.isfinite(loss)
-        texts = part.generate(visual, [convs[1], convs[1]], max_new_tokens=4)
-        assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+        out = part.generate(visual, [convs[1], convs[1]], GenerationOptions(max_new_tokens=4))
+        assert len(out.texts) == 2 and all(isinstance(t, str) for t in out.texts)
+        assert out.token_ids.shape == out.mask.shape == out.logprobs.shape and out.token_ids.shape[0] == 2
+        assert set(out.finish_reasons) <= {"stop", "length"} and len(out.finish_reasons) == 2
         return [loss.detach()], loss
     if kind == "head":
         maps = [torch.randn(2, 2, c, 4, 4, generator=g) for c in config.in_channels or []]
@@ -65,10 +81,10 @@ def _run(kind: str, part, config):
             assert logits.shape == (2, config.num_classes) and logits.dtype == torch.float32
             return [logits], part.loss(logits, torch.randint(0, config.num_classes, (2,), generator=g))
         assert logits.shape == (2, config.num_classes, 16, 16) and logits.dtype == torch.float32
-        assert part(features, 16).shape == logits.shape  # prompts are optional
+        assert part(features, 16).shape == logits.shape  # instructions are optional
         loss = part.loss(logits, (torch.rand(2, 16, 16, generator=g) > 0.7).float())
         return [logits], loss
-    if getattr(part, "reads_logits", False):  # a logit regulariser: (N, L, V) logits, (N, L) mask -> (N,)
+    if isinstance(part, LogitRegulariser):  # (N, L, V) logits, (N, L) mask -> (N,)
         logits = torch.randn(2, 5, 11, generator=g, requires_grad=True)
         values = part(logits, torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool))
         assert values.shape == (2,) and values.dtype == torch.float32 and torch.isfinite(values).all()

@@ -1,6 +1,7 @@
 """The worked plugin in examples/rsforge-example-plugin installs like any third-party plugin: after
 `pip install`, `rsforge plugins` lists its `token_pooler` bridge, the contract test covers it, and
-its recipe assembles and trains forward.
+its recipe assembles and trains forward, as the worked example in docs/plugins.md shows (that block
+is what runs here).
 
 It is installed with `pip install --target` into a temp folder put on PYTHONPATH of subprocesses
 only, so this environment is never changed; as in test_isolation.py the install is offline
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,26 +23,20 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "rsforge-example-plugin"
 RECIPE = EXAMPLE / "recipes" / "token-pooler-tiny.yaml"
 
-FORWARD = """
-import sys, torch
-from rsforge.core.assembler import assemble
-from rsforge.core.data.schema import Turn
-from rsforge.core.plugins import PluginManager
-from rsforge.core.recipe import load_recipe
+DOC = ROOT / "docs" / "plugins.md"
 
-plugins = PluginManager()
-recipe = load_recipe(sys.argv[1], plugins.registry).prepared(["what changed", "a new building was built"])
-torch.manual_seed(0)
-model = assemble(recipe, plugins)
-convs = [[Turn("user", "what changed"), Turn("assistant", "a new building was built")]] * 2
-batch = {"images": torch.rand(2, 2, 3, 32, 32), "masks": torch.zeros(2, 32, 32),
-         "mask_valid": torch.ones(2, dtype=torch.bool), "conversations": convs, "prompts": [c[:1] for c in convs]}
-losses = model(batch)
-losses["loss"].backward()
-pooler = model.bridges[1]
-tokens = model.bridge(model.encode(batch["images"])).tokens
-print(type(pooler).__module__, tuple(tokens.shape), bool(torch.isfinite(losses["loss"])),
-      pooler.proj.weight.grad is not None)
+
+def doc_forward() -> str:
+    """The worked example's training step in docs/plugins.md (the block marked to run here), so the
+    page shows code that runs; it leaves `losses`, `pooler` and `tokens` for the checks below."""
+    blocks = re.findall(r"^<!-- test_plugin_example: run -->\n```python\n(.*?)^```", DOC.read_text(), re.M | re.S)
+    assert len(blocks) == 1, f"{DOC.name}: expected one block marked '<!-- test_plugin_example: run -->'"
+    return blocks[0]
+
+
+CHECKS = """
+print(type(pooler).__module__, tuple(tokens.shape), bool(torch.isfinite(losses.total)),
+      pooler.proj.weight.grad is not None, ",".join(sorted(losses.values())))
 """
 
 
@@ -75,11 +71,13 @@ def test_rsforge_plugins_lists_the_example(plugin_env):
 
 
 def test_recipe_using_the_example_assembles_and_runs_forward(plugin_env):
-    done = subprocess.run([sys.executable, "-c", FORWARD, str(RECIPE)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", doc_forward() + CHECKS], capture_output=True, text=True,
                           env=plugin_env, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    # difference fuses the pair (T=1), token_pooler pools 4x4 patch tokens to 2x2, mlp_projector -> hidden 32.
-    assert done.stdout.split() == ["rsforge_example_plugin.pooler", "(2,", "1,", "4,", "32)", "True", "True"]
+    # difference fuses the pair (T=1), token_pooler pools 4x4 patch tokens to 2x2, mlp_projector -> hidden 32;
+    # the model's Losses hold the decoder's and the change-mask head's terms.
+    assert done.stdout.splitlines()[-1].split() == ["rsforge_example_plugin.pooler", "(2,", "1,", "4,", "32)", "True",
+                                                    "True", "lm,loss,mask_change_mask"]
 
 
 def test_contract_test_covers_the_example(plugin_env):

@@ -15,14 +15,15 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from rsforge.core.assembler import assemble
-from rsforge.core.data.loading import load_split, training_texts
-from rsforge.core.data.torch_dataset import SampleDataset, collate
+from rsforge.core.batch import Batch
+from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import StageConfig, parse_recipe
-from rsforge.core.rewards import RewardSet
-from rsforge.core.scst import batch_references, scst_step
-from rsforge.core.train_steps import build_optimizer, build_scheduler, seed_everything, sft_step
+from rsforge.datasets.loading import load_split, training_texts
+from rsforge.datasets.torch_dataset import SampleDataset, collate
+from rsforge.train.reward_set import RewardSet
+from rsforge.train.scst import batch_references, scst_step
+from rsforge.train.steps import build_optimizer, build_scheduler, seed_everything, sft_step
 
 ROOT = Path(__file__).resolve().parents[1]
 SFT_EPOCHS = 4  # deliberately short: greedy captions still ramble and repeat, which SCST fixes
@@ -47,7 +48,7 @@ def _greedy_cider(model, items: list[dict], reward) -> float:
     model.eval()
     scores = []
     for batch in DataLoader(items, batch_size=64, collate_fn=collate):
-        texts = model.generate(batch["images"], batch["prompts"], max_new_tokens=16)
+        texts = model.generate(batch.images, batch.prompts, max_new_tokens=16).texts
         scores.append(reward(texts, batch_references(batch)))
     return float(torch.cat(scores).mean())
 
@@ -69,7 +70,7 @@ def _train_and_compare(tmp_path: Path, start: float) -> None:
     train_samples = load_split(recipe, plugins, "train")
     recipe = recipe.prepared(training_texts(train_samples))
     seed_everything(0)
-    model = assemble(recipe, plugins)
+    model = RSForgeModel.from_recipe(recipe, plugins)
 
     sft_items = _items(train_samples, model.image_size)  # one item per reference caption
     pairs = list({s.images: s for s in train_samples}.values())  # one item per image pair
@@ -114,20 +115,19 @@ def test_scst_step_through_ddp_matches_the_plain_model(tmp_path, tiny_recipe, pl
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from rsforge.core.data.schema import Turn
+    from rsforge.core.sample import Turn
 
     recipe = tiny_recipe.model_copy(update={"heads": [], "rewards": [plugins.registry.get("reward", "cider_d")
                                                                       .config(name="cider_d")]})
     torch.manual_seed(0)
-    plain = assemble(recipe, plugins)
+    plain = RSForgeModel.from_recipe(recipe, plugins)
     wrapped_inner = copy.deepcopy(plain)
     prompt = [Turn("user", "describe the changes between the two images")]
-    batch = {"images": torch.rand(2, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
-             "conversations": [[*prompt, Turn("assistant", "some trees were cut down")]] * 2,
-             "prompts": [prompt] * 2,
-             "references": [["some trees were cut down", "there is no change"], ["a new building was built"]]}
+    batch = Batch(images=torch.rand(2, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
+                  conversations=[[*prompt, Turn("assistant", "some trees were cut down")]] * 2,
+                  references=[["some trees were cut down", "there is no change"], ["a new building was built"]])
     stage = StageConfig(kind="scst", num_samples=3, max_new_tokens=6, temperature=1.0)
-    corpus = batch["references"]
+    corpus = batch.references
 
     def step(model, inner):
         optimizer = torch.optim.SGD(inner.parameters(), lr=0.1)
@@ -155,21 +155,21 @@ def test_scst_step_through_ddp_matches_the_plain_model(tmp_path, tiny_recipe, pl
 def test_scst_step_feeds_mask_rewards_and_regularisers(tiny_recipe, plugins):
     """A mask reward gets the predicted and reference masks of each scored caption's input; a logit
     regulariser's term is logged and joins the loss."""
-    from rsforge.core.data.schema import Turn
+    from rsforge.core.sample import Turn
 
     specs = {name: plugins.registry.get("reward", name).config for name in ("cider_d", "mask_iou", "varentropy")}
     recipe = tiny_recipe.model_copy(update={"rewards": [
         specs["cider_d"](name="cider_d"), specs["mask_iou"](name="mask_iou"),
         specs["varentropy"](name="varentropy", weight=0.1)]})
     torch.manual_seed(0)
-    model = assemble(recipe, plugins)
+    model = RSForgeModel.from_recipe(recipe, plugins)
     prompt = [Turn("user", "describe the changes between the two images")]
     masks = torch.zeros(2, 32, 32)
     masks[0, :8, :8] = 1
-    batch = {"images": torch.rand(2, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
-             "conversations": [[*prompt, Turn("assistant", "a new building was built")]] * 2, "prompts": [prompt] * 2,
-             "references": [[], ["there is no change"]],  # sample 0 falls back to its answer
-             "masks": masks, "mask_valid": torch.tensor([True, False])}
+    batch = Batch(images=torch.rand(2, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
+                  conversations=[[*prompt, Turn("assistant", "a new building was built")]] * 2,
+                  references=[[], ["there is no change"]],  # sample 0 falls back to its answer
+                  masks=masks, mask_valid=torch.tensor([True, False]))
     rewards = RewardSet.from_recipe(recipe, plugins)
     assert rewards.extras_needed == {"pred_masks", "masks"} and [e.key for e in rewards.regularisers] == ["varentropy"]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -182,4 +182,5 @@ def test_scst_step_feeds_mask_rewards_and_regularisers(tiny_recipe, plugins):
     assert log["loss"] == pytest.approx(log["policy_loss"] + 0.1 * log["reg_varentropy"], rel=1e-4, abs=1e-5)
     assert batch_references(batch) == [["a new building was built"], ["there is no change"]]
     with pytest.raises(ValueError, match="sample 1 has neither references nor an assistant answer"):
-        batch_references({"conversations": [batch["conversations"][0], prompt], "references": [[], []]})
+        batch_references(Batch(images=batch.images, conversations=[batch.conversations[0], prompt],
+                               references=[[], []]))

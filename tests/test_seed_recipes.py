@@ -13,12 +13,11 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from rsforge.core.assembler import assemble
-from rsforge.core.data.loading import load_split, training_texts
-from rsforge.core.data.torch_dataset import SampleDataset, collate
-from rsforge.core.model import prompt_texts
+from rsforge.core.model import RSForgeModel
 from rsforge.core.recipe import load_recipe, parse_recipe
-from rsforge.core.train_steps import build_optimizer, build_scheduler, seed_everything, sft_step
+from rsforge.datasets.loading import load_split, training_texts
+from rsforge.datasets.torch_dataset import SampleDataset, collate
+from rsforge.train.steps import build_optimizer, build_scheduler, seed_everything, sft_step
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 ALL = sorted(RECIPES.glob("*.yaml"))
@@ -38,7 +37,7 @@ def test_the_seed_recipes_are_found():
 @pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
 def test_recipe_assembles_on_meta(path, plugins):
     recipe = load_recipe(path, plugins.registry)
-    model = assemble(recipe, plugins, device="meta")
+    model = RSForgeModel.from_recipe(recipe, plugins, device="meta")
     rows = model.parameter_counts()
     assert rows and all(total > 0 for _, _, total, _ in rows), rows
     assert sum(trainable for *_, trainable in rows) > 0, f"{path.name}: nothing trains"
@@ -71,7 +70,7 @@ def test_tiny_recipe_trains_and_answers(path, plugins, data_root):
     samples = load_split(recipe, plugins, "train")
     recipe = recipe.prepared(training_texts(samples))
     seed_everything(recipe.train.seed)
-    model = assemble(recipe, plugins)
+    model = RSForgeModel.from_recipe(recipe, plugins)
     dataset = SampleDataset(samples, model.image_size, model.interpolation)
     loader = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, collate_fn=collate, drop_last=True,
                         generator=torch.Generator().manual_seed(recipe.train.seed))
@@ -85,12 +84,12 @@ def test_tiny_recipe_trains_and_answers(path, plugins, data_root):
 
     model.eval()
     batch = batches[0]
-    images = batch["images"][:2]
+    images = batch.images[:2]
     if model.decoder is None:
-        masks = model.predict_mask(images[:, 0], images[:, 1], prompts=prompt_texts(batch["prompts"][:2]))
+        masks = model.predict_mask(images[:, 0], images[:, 1], instructions=batch.instructions[:2])
         assert masks.shape == (2, model.image_size, model.image_size) and masks.dtype == torch.bool
         return
-    texts = model.generate(images, batch["prompts"][:2], max_new_tokens=6)
+    texts = model.generate(images, batch.prompts[:2], max_new_tokens=6).texts
     # After ten steps an answer may still be empty (end of text first), so only the contract is checked.
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
@@ -98,7 +97,7 @@ def test_tiny_recipe_trains_and_answers(path, plugins, data_root):
 def test_segchange_mask_head_reads_the_bev_aligned_maps(plugins):
     raw = yaml.safe_load((RECIPES / "segchange-tiny.yaml").read_text())
     torch.manual_seed(0)
-    model = assemble(parse_recipe({**raw, "data": []}, plugins.registry), plugins).eval()
+    model = RSForgeModel.from_recipe(parse_recipe({**raw, "data": []}, plugins.registry), plugins).eval()
     images = torch.rand(2, 2, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(0))
     before = model.mask_logits(images, ["new buildings", "new buildings"])
     with torch.no_grad():  # the bridge emits no tokens (tokens: false): its maps are its only way to the head

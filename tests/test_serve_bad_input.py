@@ -77,7 +77,7 @@ def server(ray_session, tiny_model_dir, image_host):
     from ray import serve
 
     from rsforge.serve.app import run
-    from rsforge.serve.config import ServeConfig
+    from rsforge.serve.settings import ServeConfig
 
     config = ServeConfig(models=[{"path": str(tiny_model_dir), "name": "pair"}], port=free_port(), api_key=KEY,
                          allow_image_hosts=["127.0.0.1"])

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from rsforge.serve.client import image_message
-from rsforge.serve.metrics import parse_prometheus
+from rsforge.serve.prometheus import parse_prometheus
 
 from .conftest import free_port
 
@@ -30,7 +30,7 @@ def server(ray_session, tiny_model_dir, tiny_single_image_model_dir):
     from ray import serve
 
     from rsforge.serve.app import run
-    from rsforge.serve.config import ServeConfig
+    from rsforge.serve.settings import ServeConfig
 
     config = ServeConfig(
         # The pair model takes the README's name, so the README's client code runs against it unchanged.

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from rsforge.serve.client import image_message
-from rsforge.serve.metrics import parse_prometheus, quantile
+from rsforge.serve.prometheus import parse_prometheus, quantile
 
 from .conftest import free_port
 
@@ -26,7 +26,7 @@ def server(ray_session, tiny_model_dir):
     from ray import serve
 
     from rsforge.serve.app import run
-    from rsforge.serve.config import ServeConfig
+    from rsforge.serve.settings import ServeConfig
 
     config = ServeConfig(models=[{"path": str(tiny_model_dir), "name": "pair"}], port=free_port(),
                          max_batch_size=CONCURRENCY, batch_wait_ms=5)

@@ -44,7 +44,7 @@ def server(ray_session, tiny_model_dir):
     from ray import serve
 
     from rsforge.serve.app import run
-    from rsforge.serve.config import ServeConfig
+    from rsforge.serve.settings import ServeConfig
 
     app = run(ServeConfig(models=[{"path": str(tiny_model_dir)}], port=free_port()), blocking=False)
     yield app

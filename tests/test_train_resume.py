@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from rsforge.core.cli import main
-from rsforge.core.data.loading import load_split, training_texts
 from rsforge.core.recipe import parse_recipe
+from rsforge.datasets.loading import load_split, training_texts
 
 from .conftest import ROOT
 
@@ -33,7 +33,7 @@ def setup(ray_session, plugins, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("resume")
     raw = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
     raw["data"].update(root=str(tmp / "data"), n=12)
-    raw["train"].update(num_workers=2, checkpoint_every=2, keep_checkpoints=1,
+    raw["train"].update(ray_workers=2, checkpoint_every=2, keep_checkpoints=1,
                         stages=[{"kind": "sft", "epochs": 1}, {"kind": "mask", "epochs": 1, "lr": 0.001}])
     recipe = parse_recipe(raw, plugins.registry)
     samples = load_split(recipe, plugins, "train")

@@ -23,7 +23,7 @@ def outcome(ray_session, plugins, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("scst")
     raw = yaml.safe_load((ROOT / "recipes" / "instructblip-scst-tiny.yaml").read_text())
     raw["data"].update(root=str(tmp / "data"), n=24)
-    raw["train"]["num_workers"] = 2
+    raw["train"]["ray_workers"] = 2
     recipe = parse_recipe(raw, plugins.registry)
     return run_recipe(recipe, tmp / "run", plugins=plugins, progress=False), recipe
 

@@ -3,16 +3,18 @@ worker loop runs on each worker."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import yaml
 
-from rsforge.core.assembler import assemble
-from rsforge.core.data.loading import load_split, training_texts
-from rsforge.core.data.torch_dataset import SampleDataset, collate
-from rsforge.core.feature_cache import FeatureCache
+from rsforge.core.model import RSForgeModel
 from rsforge.core.recipe import StageConfig, parse_recipe
-from rsforge.core.train_steps import build_optimizer, build_scheduler, objective_parameters, train_step
+from rsforge.datasets.loading import load_split, training_texts
+from rsforge.datasets.torch_dataset import SampleDataset, collate
+from rsforge.train.feature_cache import FeatureCache
+from rsforge.train.steps import build_optimizer, build_scheduler, objective_parameters, train_step
 
 from .conftest import ROOT
 
@@ -29,7 +31,7 @@ def data(plugins, tmp_path_factory):
 def _model(recipe, plugins, **train):
     recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update=train)})
     torch.manual_seed(0)
-    return assemble(recipe, plugins)
+    return RSForgeModel.from_recipe(recipe, plugins)
 
 
 def _batch(model, samples, n=4):
@@ -72,7 +74,7 @@ def test_a_mask_stage_needs_masks(data, plugins):
     recipe, samples = data
     model = _model(recipe, plugins)
     batch = _batch(model, samples)
-    batch.update(masks=None, mask_valid=torch.zeros_like(batch["mask_valid"]))
+    batch = replace(batch, masks=None, mask_valid=torch.zeros_like(batch.mask_valid))
     with pytest.raises(ValueError, match="mask stage needs a mask head and training samples with masks"):
         objective_parameters(model, batch)
 
@@ -99,8 +101,8 @@ def test_feature_cache_gives_the_same_training_losses_with_a_frozen_encoder(data
         batch = _batch(model, samples)
         if cached:
             cache = FeatureCache(tmp_path / "cache", model)
-            batch["features"] = cache.features([s.images for s in samples[:4]])
-            batch["images"] = torch.zeros_like(batch["images"])  # the cache alone must carry the pixels
+            batch.features = cache.features([s.images for s in samples[:4]])
+            batch.images = torch.zeros_like(batch.images)  # the cache alone must carry the pixels
         optimizer = build_optimizer(model, model.recipe.train)
         scheduler = build_scheduler(optimizer, model.recipe.train, total_steps=2)
         runs.append([train_step(model, batch, optimizer, scheduler, grad_clip=1.0)["loss"] for _ in range(2)])

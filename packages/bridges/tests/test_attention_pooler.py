@@ -4,7 +4,7 @@ from pydantic import ValidationError
 
 from rsforge.bridges.attention_pooler import AttentionPooler
 from rsforge.bridges.configs import AttentionPoolerConfig
-from rsforge.core.features import VisualFeatures
+from rsforge.core.interfaces import VisualFeatures
 
 
 def _pooler(**extra) -> AttentionPooler:

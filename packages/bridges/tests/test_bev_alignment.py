@@ -3,7 +3,7 @@ import torch
 
 from rsforge.bridges.bev_alignment import BEVAlignment, LinearAttention
 from rsforge.bridges.configs import BEVAlignmentConfig
-from rsforge.core.features import VisualFeatures
+from rsforge.core.interfaces import VisualFeatures
 
 
 def _bev(**extra) -> BEVAlignment:

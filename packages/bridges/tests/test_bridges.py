@@ -4,7 +4,7 @@ import torch
 from rsforge.bridges.configs import DifferenceBridgeConfig, MLPProjectorConfig
 from rsforge.bridges.difference import DifferenceBridge
 from rsforge.bridges.mlp_projector import MLPProjector
-from rsforge.core.features import VisualFeatures
+from rsforge.core.interfaces import VisualFeatures
 
 
 def test_difference_bridge_fuses_two_dates_into_one():

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from rsforge.bridges.configs import DifferencePerceptionConfig
 from rsforge.bridges.difference_perception import DifferencePerception
-from rsforge.core.features import VisualFeatures
+from rsforge.core.interfaces import VisualFeatures
 
 
 def _bridge(**kw) -> DifferencePerception:

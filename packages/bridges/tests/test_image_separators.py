@@ -3,7 +3,7 @@ import torch
 
 from rsforge.bridges.configs import ImageSeparatorsConfig
 from rsforge.bridges.image_separators import ImageSeparators
-from rsforge.core.features import VisualFeatures
+from rsforge.core.interfaces import VisualFeatures
 
 
 def _separators(**extra) -> ImageSeparators:

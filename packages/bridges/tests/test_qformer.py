@@ -6,7 +6,7 @@ import torch
 
 from rsforge.bridges.configs import QFormerConfig
 from rsforge.bridges.qformer import QFormer
-from rsforge.core.features import VisualFeatures
+from rsforge.core.interfaces import VisualFeatures
 from rsforge.core.text import hashed_word_ids
 
 pytest.importorskip("transformers")  # the `qformer` extra of rsforge-bridges
@@ -235,12 +235,12 @@ def test_tiny_recipe_trains_and_generates(tmp_path, recipe_name):
     pytest.importorskip("rsforge.decoders")
     import yaml
 
-    from rsforge.core.assembler import assemble
-    from rsforge.core.data.loading import load_split, training_texts
-    from rsforge.core.data.torch_dataset import SampleDataset, collate
+    from rsforge.core.model import RSForgeModel
     from rsforge.core.plugins import PluginManager
     from rsforge.core.recipe import parse_recipe
-    from rsforge.core.train_steps import build_optimizer, build_scheduler, seed_everything, sft_step
+    from rsforge.datasets.loading import load_split, training_texts
+    from rsforge.datasets.torch_dataset import SampleDataset, collate
+    from rsforge.train.steps import build_optimizer, build_scheduler, seed_everything, sft_step
 
     plugins = PluginManager()
     raw = yaml.safe_load((RECIPES / f"{recipe_name}.yaml").read_text())
@@ -249,7 +249,7 @@ def test_tiny_recipe_trains_and_generates(tmp_path, recipe_name):
     samples = load_split(recipe, plugins, "train")
     recipe = recipe.prepared(training_texts(samples))
     seed_everything(0)
-    model = assemble(recipe, plugins)
+    model = RSForgeModel.from_recipe(recipe, plugins)
     assert model.bridges[-1].reads_instruction
     dataset = SampleDataset(samples[:8], model.image_size)
     batch = collate([dataset[i] for i in range(len(dataset))])
@@ -258,5 +258,5 @@ def test_tiny_recipe_trains_and_generates(tmp_path, recipe_name):
     losses = [sft_step(model, batch, optimizer, scheduler, grad_clip=recipe.train.grad_clip)["loss"] for _ in range(10)]
     assert losses[-1] < losses[0] - 0.5, losses
     model.eval()
-    answers = model.generate(batch["images"][:2], [c[:1] for c in batch["conversations"][:2]], max_new_tokens=6)
+    answers = model.generate(batch.images[:2], [c[:1] for c in batch.conversations[:2]], max_new_tokens=6).texts
     assert len(answers) == 2 and all(isinstance(a, str) and a.strip() for a in answers)

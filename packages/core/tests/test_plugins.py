@@ -10,7 +10,7 @@ from rsforge.core.plugins import PluginManager
 
 GOOD = '''
 from rsforge.core.hookspecs import hookimpl
-from rsforge.core.config import EncoderConfig
+from rsforge.core.configs import EncoderConfig
 
 @hookimpl
 def register_encoders(register):
@@ -83,7 +83,7 @@ def test_every_hookspec_is_documented_and_keyword_only_friendly():
     specs = [f for name, f in vars(hookspecs).items() if name.startswith("register_")]
     assert {f.__name__ for f in specs} == {
         "register_encoders", "register_bridges", "register_decoders", "register_heads",
-        "register_rewards", "register_datasets", "register_commands",
+        "register_rewards", "register_datasets", "register_tasks", "register_commands",
     }
     for spec in specs:
         assert (spec.__doc__ or "").strip(), f"{spec.__name__} has no docstring"
@@ -98,3 +98,26 @@ def test_importing_the_kernel_imports_no_torch_and_no_plugin():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_config_given_as_an_import_string_is_imported_only_when_used(plugin_dir):
+    (plugin_dir / "rsf_test_lazy_configs.py").write_text(
+        "from rsforge.core.configs import EncoderConfig\n\nclass LazyConfig(EncoderConfig):\n    depth: int = 1\n")
+    (plugin_dir / "rsf_test_lazy.py").write_text(GOOD.format(name="lazy").replace(
+        "config=EncoderConfig", 'config="rsf_test_lazy_configs:LazyConfig"'))
+    pm = PluginManager(strict=True, entry_points_source=[_ep("lazy", "rsf_test_lazy")])
+    spec = pm.registry.get("encoder", "lazy")
+    assert "rsf_test_lazy_configs" not in sys.modules  # listing the parts imported no config module
+    assert spec.config.__name__ == "LazyConfig" and spec.config(name="lazy").depth == 1
+
+
+@pytest.mark.parametrize(("factory", "config", "message"), [
+    ("no_colon", "m:C", "factory must be an import string 'module:attr'"),
+    ("m:F", "no_colon", "config must be a class or an import string 'module:attr'"),
+    ("m:F", 3, "config must be a class or an import string"),
+])
+def test_a_malformed_spec_names_the_field(factory, config, message):
+    from rsforge.core.registry import PartSpec, Registry
+
+    with pytest.raises(ValueError, match=message):
+        Registry().add(PartSpec("encoder", "x", factory, config, "dist"))

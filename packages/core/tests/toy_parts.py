@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rsforge.core.config import BridgeConfig, EncoderConfig
-from rsforge.core.features import Bridge, Encoder, VisualFeatures
+from rsforge.core.configs import BridgeConfig, EncoderConfig
 from rsforge.core.hookspecs import hookimpl
+from rsforge.core.interfaces import Bridge, Encoder, VisualFeatures
 
 
 class ToyEncoderConfig(EncoderConfig):

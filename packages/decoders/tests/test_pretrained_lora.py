@@ -7,10 +7,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from rsforge.core.data.schema import Turn
+from rsforge.core.batch import Batch
 from rsforge.core.model import WEIGHTS_FILE, RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import parse_recipe
+from rsforge.core.sample import Turn
 from rsforge.decoders.word_level import build_tokenizer, build_vocab
 
 CORPUS = ["a new building was built", "there is no change", "describe the changes"]
@@ -43,10 +44,9 @@ def _recipe(path: str, **decoder) -> dict:
 
 
 def _build(raw: dict) -> RSForgeModel:
-    from rsforge.core.assembler import assemble
 
     plugins = PluginManager()
-    return assemble(parse_recipe(raw, plugins.registry), plugins)
+    return RSForgeModel.from_recipe(parse_recipe(raw, plugins.registry), plugins)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -62,8 +62,8 @@ def test_lora_saves_only_adapters_and_reloads_exactly(tmp_path, family):
     model.eval()
     images = torch.rand(2, 1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     convs = [[Turn("user", "describe the changes"), Turn("assistant", "a new building")]] * 2
-    loss = model({"images": images, "conversations": convs})["loss"]
-    texts = model.generate(images, [c[:1] for c in convs], max_new_tokens=4)
+    loss = model(Batch(images, convs)).total
+    out = model.generate(images, [c[:1] for c in convs], max_new_tokens=4)
 
     model.save_pretrained(tmp_path / "saved")
     stored = load_file(str(tmp_path / "saved" / WEIGHTS_FILE))
@@ -72,8 +72,10 @@ def test_lora_saves_only_adapters_and_reloads_exactly(tmp_path, family):
     assert any(k.startswith("encoder.") for k in stored) and any(k.startswith("bridges.") for k in stored)
 
     again = RSForgeModel.from_pretrained(tmp_path / "saved")
-    assert torch.equal(again({"images": images, "conversations": convs})["loss"], loss)
-    assert again.generate(images, [c[:1] for c in convs], max_new_tokens=4) == texts
+    assert torch.equal(again(Batch(images, convs)).total, loss)
+    again_out = again.generate(images, [c[:1] for c in convs], max_new_tokens=4)
+    assert again_out.texts == out.texts and torch.equal(again_out.token_ids, out.token_ids)
+    torch.testing.assert_close(again_out.logprobs, out.logprobs)
 
     adapter = model.decoder.export_adapter(tmp_path / "adapter")
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 4

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rsforge.core.features import VisualFeatures
+from rsforge.core.interfaces import VisualFeatures
 from rsforge.heads.change_mask import ChangeMaskHead
 from rsforge.heads.configs import ChangeMaskHeadConfig
 

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torchvision.ops import sigmoid_focal_loss
 
 from rsforge.heads.configs import ChangeMaskHeadConfig
 from rsforge.heads.losses import (
@@ -75,3 +76,21 @@ def test_mask_loss_follows_the_head_config():
         ChangeMaskHeadConfig(name="change_mask", num_classes=3, class_weights=[1, 2])
     with pytest.raises(ValueError, match="pos_weight is for binary masks"):
         ChangeMaskHeadConfig(name="change_mask", num_classes=3, pos_weight=2.0)
+
+
+def test_binary_focal_is_torchvisions_and_keeps_the_bce_pos_weight():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 5, 7) * 3
+    target = (torch.rand(2, 5, 7) > 0.7).float()
+    pixels = logits[:, 0]
+    for gamma in (0.0, 0.5, 2.0):
+        expected = sigmoid_focal_loss(pixels, target, alpha=-1, gamma=gamma, reduction="mean")
+        assert torch.allclose(binary_focal_loss(pixels, target, gamma=gamma), expected)
+        # pos_weight is BCE's: (1 - p_t)^gamma times the pos-weighted BCE, as written out here.
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(pixels, target, pos_weight=torch.tensor(3.0),
+                                                                   reduction="none")
+        p_t = torch.where(target > 0, pixels.sigmoid(), 1 - pixels.sigmoid())
+        weighted = ((1 - p_t) ** gamma * bce).mean()
+        assert torch.allclose(binary_focal_loss(pixels, target, gamma=gamma, pos_weight=3.0), weighted)
+    total = binary_mask_loss(logits, target, bce_weight=0.0, dice_weight=0.0, focal_weight=1.0)
+    assert torch.allclose(total, sigmoid_focal_loss(pixels, target, alpha=-1, reduction="mean"))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from rsforge.core.assembler import assemble
-from rsforge.core.data.schema import Turn
+from rsforge.core.batch import Batch
 from rsforge.core.model import WEIGHTS_FILE, RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import parse_recipe
+from rsforge.core.sample import Turn
 
 # A narrow ResNet: maps 16/32/64 channels (strides 4/8/16), tokens of 128 from the last stage (2x2 at 64 px).
 ENCODER = {"name": "timm", "model_name": "resnet18", "image_size": 64, "map_layers": [1, 2, 3],
@@ -25,15 +27,15 @@ def plugins():
 def _model(plugins, heads, bridges=()) -> RSForgeModel:
     torch.manual_seed(0)
     raw = {"name": "heads-test", "encoder": ENCODER, "bridges": list(bridges), "heads": heads}
-    return assemble(parse_recipe(raw, plugins.registry), plugins)
+    return RSForgeModel.from_recipe(parse_recipe(raw, plugins.registry), plugins)
 
 
-def _batch(n: int = 2, texts=("show the new buildings", "show the cleared vegetation"), dates: int = 2) -> dict:
+def _batch(n: int = 2, texts=("show the new buildings", "show the cleared vegetation"), dates: int = 2) -> Batch:
     g = torch.Generator().manual_seed(0)
-    return {"images": torch.rand(n, dates, 3, 64, 64, generator=g),
-            "masks": (torch.rand(n, 64, 64, generator=g) > 0.8).float(),
-            "mask_valid": torch.ones(n, dtype=torch.bool),
-            "prompts": [[Turn("user", t)] for t in texts[:n]]}
+    return Batch(images=torch.rand(n, dates, 3, 64, 64, generator=g),
+                 conversations=[[Turn("user", t)] for t in texts[:n]],
+                 masks=(torch.rand(n, 64, 64, generator=g) > 0.8).float(),
+                 mask_valid=torch.ones(n, dtype=torch.bool))
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +64,14 @@ def test_text_encoder_runs_once_per_distinct_prompt_and_is_not_saved(plugins, ti
                                      with_kwargs=True)
     batch = _batch(2)
     losses = model(batch)
-    losses["loss"].backward()
-    assert set(losses) == {"mask_text_mask", "loss"} and embedded == [2]
+    losses.total.backward()
+    assert set(losses.values()) == {"mask_text_mask", "loss"} and embedded == [2]
     model(_batch(2, texts=("show the new buildings", "show the new buildings")))  # cached: no encoder run
     model(_batch(2, texts=("show the new buildings", "roads")))  # one new prompt
     assert embedded == [2, 1] and set(text.cache) == {"show the new buildings", "show the cleared vegetation", "roads"}
 
     model.eval()
-    images = batch["images"]
+    images = batch.images
     a = model.mask_logits(images, ["show the new buildings"] * 2)
     b = model.mask_logits(images, ["show the cleared vegetation"] * 2)
     assert a.shape == (2, 1, 64, 64) and not torch.allclose(a, b)  # the prompt steers the mask
@@ -85,13 +87,13 @@ def test_text_encoder_runs_once_per_distinct_prompt_and_is_not_saved(plugins, ti
 def test_learned_prompt_embedding_trains_and_tells_prompts_apart(plugins):
     model = _model(plugins, [{"name": "text_mask", "hidden": 16, "num_heads": 2, "text_dim": 8}])
     losses = model(_batch(2))
-    losses["loss"].backward()
+    losses.total.backward()
     assert model.heads[0].text.table.weight.grad.abs().sum() > 0
     assert set(model.heads[0].text.cache) == {"show the new buildings", "show the cleared vegetation"}
-    images = _batch(2)["images"]
+    images = _batch(2).images
     buildings, water = model.mask_logits(images, ["new buildings"] * 2), model.mask_logits(images, ["water"] * 2)
     assert not torch.allclose(buildings, water)
-    with pytest.raises(ValueError, match="got 1 prompts for a batch of 2"):
+    with pytest.raises(ValueError, match="got 1 instructions for a batch of 2"):
         model.mask_logits(images, ["water"])
 
 
@@ -101,10 +103,10 @@ def test_token_mask_reads_the_bridged_tokens_beside_the_decoder_path(plugins, tm
     seen = []
     model.heads[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].tokens.shape))
     losses = model(_batch(2))
-    losses["loss"].backward()
-    assert "mask_token_mask" in losses and seen == [torch.Size([2, 1, 4, 128])]  # fused date, 2x2 grid
+    losses.total.backward()
+    assert "mask_token_mask" in losses.heads and seen == [torch.Size([2, 1, 4, 128])]  # fused date, 2x2 grid
     assert model.bridges[0].proj[0].weight.grad is not None  # the mask loss trains the bridge too
-    assert model.mask_logits(_batch(2)["images"]).shape == (2, 1, 64, 64)
+    assert model.mask_logits(_batch(2).images).shape == (2, 1, 64, 64)
 
     without_bridge = _model(plugins, heads)
     with pytest.raises(ValueError, match="put a bitemporal bridge"):
@@ -114,15 +116,15 @@ def test_token_mask_reads_the_bridged_tokens_beside_the_decoder_path(plugins, tm
 def test_classifier_trains_on_labels_and_reads_single_images(plugins):
     model = _model(plugins, [{"name": "classifier", "in_dim": 128, "num_classes": 3}])
     assert model.num_images == 1  # scene classification: one image per sample
-    batch = {"images": torch.rand(3, 1, 3, 64, 64), "masks": None, "mask_valid": torch.zeros(3, dtype=torch.bool),
-             "labels": torch.tensor([2, -1, 0])}
+    batch = Batch(images=torch.rand(3, 1, 3, 64, 64), conversations=[[Turn("user", "scene")]] * 3,
+                  mask_valid=torch.zeros(3, dtype=torch.bool), labels=torch.tensor([2, -1, 0]))
     losses = model(batch)
-    losses["loss"].backward()
+    losses.total.backward()
     head = model.heads[0]
-    logits = head(model.encode(batch["images"]), 64)
+    logits = head(model.encode(batch.images), 64)
     expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([2, 0]))  # -1: no label
-    assert torch.allclose(losses["class_classifier"], expected)
-    assert model.class_logits(batch["images"]).shape == (3, 3)
-    assert set(model({**batch, "labels": None})) == {"loss"}  # no labels, no class loss
+    assert torch.allclose(losses.heads["class_classifier"], expected)
+    assert model.class_logits(batch.images).shape == (3, 3)
+    assert model(replace(batch, labels=None)).heads == {}  # no labels, no class loss
     with pytest.raises(ValueError, match="has no mask head"):
         model.mask_logits(torch.rand(1, 1, 3, 64, 64))

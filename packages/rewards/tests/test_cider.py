@@ -140,7 +140,8 @@ def test_plugin_registers_cider_d():
     plugin.register_rewards(register=lambda name, **spec: calls.append((name, spec)))
     assert [name for name, _ in calls][:1] == ["cider_d"]
     spec = calls[0][1]
-    assert spec["factory"] == "rsforge.rewards.cider:CiderD" and spec["config"] is CiderDConfig
+    assert spec["factory"] == "rsforge.rewards.cider:CiderD"
+    assert spec["config"] == "rsforge.rewards.configs:CiderDConfig"
     config = CiderDConfig.model_validate({"name": "cider_d", **spec["example"]})
     assert (config.n, config.sigma, config.weight) == (4, 6.0, 1.0)
     with pytest.raises(ValidationError):

@@ -8,12 +8,12 @@ import pytest
 import torch
 import yaml
 
-from rsforge.core.assembler import assemble
-from rsforge.core.data.schema import Turn
+from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import parse_recipe
-from rsforge.serve.app import ModelDeployment, _Pending
-from rsforge.serve.openai_protocol import ChatRequest
+from rsforge.core.sample import Turn
+from rsforge.serve.openai_requests import ChatRequest
+from rsforge.serve.replica import ModelDeployment, PendingChat
 
 ROOT = Path(__file__).resolve().parents[3]
 CORPUS = ["describe the changes between the two images", "a new building was built in the top left",
@@ -27,7 +27,7 @@ def replica(tmp_path_factory):
     raw.pop("data")
     recipe = parse_recipe(raw, plugins.registry).prepared(CORPUS)
     torch.manual_seed(0)
-    model_dir = assemble(recipe, plugins).save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
+    model_dir = RSForgeModel.from_recipe(recipe, plugins).save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
     # The deployment's own class, constructed directly: batching logic runs the same without Serve.
     return ModelDeployment.func_or_class(str(model_dir), "tiny", 8, 0.0)
 
@@ -43,7 +43,7 @@ def run(replica, requests: list[ChatRequest], stream: bool = False, cancelled: b
 
     async def go():
         loop = asyncio.get_running_loop()
-        pendings = [_Pending(r, loop, asyncio.Queue() if stream else None, cancelled) for r in requests]
+        pendings = [PendingChat(r, loop, asyncio.Queue() if stream else None, cancelled) for r in requests]
         outcomes = await asyncio.to_thread(replica.run_batch, pendings)
         await asyncio.sleep(0)  # let the pieces scheduled from the generation thread land
         pieces = []
@@ -67,15 +67,25 @@ def test_a_batch_answers_each_request_as_if_it_ran_alone(replica):
     assert batched[1]["completion_tokens"] <= 2
 
 
+def test_finish_reasons_and_token_counts_are_the_generations(replica):
+    requests = [chat(0, max_tokens=2), chat(1, max_tokens=9)]
+    outcomes, _ = run(replica, requests)
+    for request, outcome in zip(requests, outcomes, strict=True):
+        generation = replica.model.generate(request.images[None], [request.conversation],
+                                            max_new_tokens=request.max_tokens)
+        assert outcome["choices"] == [(generation.texts[0], generation.finish_reasons[0])]
+        assert outcome["completion_tokens"] == int(generation.mask.sum())
+
+
 def test_one_generate_call_per_group_of_compatible_sampling(replica, monkeypatch):
     calls = []
-    generate = replica.model.decoder.generate
+    generate = replica.model.generate
 
-    def counting(visual, conversations, **options):
-        calls.append((len(conversations), options["temperature"], tuple(options["stop"])))
-        return generate(visual, conversations, **options)
+    def counting(images, conversations, options, **kwargs):
+        calls.append((len(conversations), options.temperature, options.stop))
+        return generate(images, conversations, options, **kwargs)
 
-    monkeypatch.setattr(replica.model.decoder, "generate", counting)
+    monkeypatch.setattr(replica.model, "generate", counting)
     requests = [chat(0), chat(1, top_p=0.5), chat(2, temperature=0.7), chat(3, stop=("zz",)), chat(4, max_tokens=3)]
     outcomes, _ = run(replica, requests)
     # Greedy requests share a call whatever their top_p and max_tokens; other sampling or stop strings do not.
@@ -104,17 +114,17 @@ def test_a_cancelled_request_stops_after_one_token(replica):
     assert outcome["completion_tokens"] == 1
 
 
-def test_a_decoder_without_on_tokens_batches_equal_max_tokens_and_streams_whole_answers(replica, monkeypatch):
+def test_a_decoder_that_does_not_stream_batches_equal_max_tokens_and_streams_whole_answers(replica, monkeypatch):
     calls = []
-    generate = replica.model.decoder.generate
+    generate = replica.model.generate
 
-    def no_streaming(visual, conversations, **options):  # a decoder like hf_vlm: no `on_tokens`
-        assert "on_tokens" not in options
-        calls.append((len(conversations), options["max_new_tokens"]))
-        return generate(visual, conversations, **options)
+    def no_streaming(images, conversations, options, *, on_tokens=None):
+        assert on_tokens is None  # nothing to call back: the decoder answers whole
+        calls.append((len(conversations), options.max_new_tokens))
+        return generate(images, conversations, options)
 
-    monkeypatch.setattr(replica.model.decoder, "generate", no_streaming)
-    monkeypatch.setattr(replica, "streams", False)
+    monkeypatch.setattr(replica.model, "generate", no_streaming)
+    monkeypatch.setattr(replica.model.decoder, "streams", False)
     outcomes, pieces = run(replica, [chat(0, max_tokens=3), chat(1, max_tokens=3), chat(2, max_tokens=5)], stream=True)
     # Without per-step control a row cannot end at its own max_tokens, so only equal ones share a call.
     assert sorted(calls) == [(1, 5), (2, 3)]

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rsforge.serve import masks
+from rsforge.serve.errors import APIError
 from rsforge.serve.masks import count_regions, detect_response, parse_detect_request
-from rsforge.serve.metrics import Metrics, parse_prometheus, quantile
-from rsforge.serve.openai_protocol import APIError
+from rsforge.serve.prometheus import Metrics, parse_prometheus, quantile
 from rsforge.serve.remote import ImageFetcher
 
 
@@ -142,5 +141,5 @@ def test_geojson_without_rasterio_is_a_clear_501(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_rasterio)
     with pytest.raises(APIError) as info:
-        masks.mask_geojson(np.full((2, 2), 255, np.uint8))
+        detect_response("m", np.full((2, 2), 255, np.uint8), "geojson")
     assert info.value.status == 501 and "rasterio" in info.value.message

@@ -11,20 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from rsforge.core.data.schema import Turn
-from rsforge.serve import openai_protocol
-from rsforge.serve.openai_protocol import (
-    SSE_DONE,
-    APIError,
-    chat_chunk,
-    chat_completion,
-    load_json,
-    model_list,
-    parse_chat_request,
-    requested_model,
-    sse,
-    usage_chunk,
-)
+from rsforge.core.sample import Turn
+from rsforge.serve import images, openai_requests
+from rsforge.serve.errors import APIError
+from rsforge.serve.openai_requests import load_json, parse_chat_request, requested_model
+from rsforge.serve.openai_responses import SSE_DONE, chat_chunk, chat_completion, model_list, sse, usage_chunk
 
 MODEL = "tiny"
 SIZE = 16
@@ -117,7 +108,7 @@ def test_multi_turn_history_system_ignored_and_images_taken_across_messages():
 def test_defaults_and_max_completion_tokens_alias():
     body = request()
     del body["max_tokens"]
-    assert parse(body).max_tokens == openai_protocol.DEFAULT_MAX_TOKENS == 64
+    assert parse(body).max_tokens == openai_requests.DEFAULT_MAX_TOKENS == 64
     assert parse(request(max_tokens=None, max_completion_tokens=5)).max_tokens == 5
 
 
@@ -238,7 +229,7 @@ def test_codes_of_known_openai_errors():
 
 
 def test_oversized_image_is_413(monkeypatch):
-    monkeypatch.setattr(openai_protocol, "MAX_IMAGE_BYTES", 64)
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 64)
     big = data_url(png((1, 2, 3), side=64) + b"\0" * 200)
     with pytest.raises(APIError) as info:
         parse(content(TEXT, image_part(big), image_part(RED)))

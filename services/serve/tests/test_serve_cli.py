@@ -11,7 +11,7 @@ import pytest
 from rsforge.core.model import RECIPE_FILE
 from rsforge.core.plugins import PluginManager
 from rsforge.serve.cli import client_example, config_from_args, serve_command
-from rsforge.serve.config import ConfigError
+from rsforge.serve.settings import ConfigError
 
 
 def parse(*argv: str) -> argparse.Namespace:

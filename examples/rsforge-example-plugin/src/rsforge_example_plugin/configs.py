@@ -1,6 +1,6 @@
 from pydantic import Field
 
-from rsforge.core.config import BridgeConfig
+from rsforge.core.configs import BridgeConfig
 
 
 class TokenPoolerConfig(BridgeConfig):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rsforge.core.features import Bridge, VisualFeatures
+from rsforge.core.interfaces import Bridge, VisualFeatures
 from rsforge_example_plugin.configs import TokenPoolerConfig
 
 

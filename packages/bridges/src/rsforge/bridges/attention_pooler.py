@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from rsforge.bridges.configs import AttentionPoolerConfig
-from rsforge.core.features import Bridge, VisualFeatures
+from rsforge.core.interfaces import Bridge, VisualFeatures
 
 
 class PoolerBlock(nn.Module):

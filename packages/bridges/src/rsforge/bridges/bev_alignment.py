@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from rsforge.bridges.configs import BEVAlignmentConfig
-from rsforge.core.features import Bridge, VisualFeatures
+from rsforge.core.interfaces import Bridge, VisualFeatures
 
 
 class LinearAttention(nn.Module):
@@ -48,7 +48,6 @@ class BEVAlignment(Bridge):
         super().__init__()
         self.in_dim = config.in_dim
         self.map_channels = list(config.map_channels)
-        self.emit_tokens = config.tokens
         self.out_dim = config.out_dim or config.in_dim
         if not config.tokens and self.out_dim != self.in_dim:
             raise ValueError(f"bev_alignment: tokens: false passes the encoder's width on (in_dim={self.in_dim}); "

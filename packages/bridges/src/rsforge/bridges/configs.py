@@ -2,7 +2,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from rsforge.core.config import BridgeConfig
+from rsforge.core.configs import BridgeConfig
 
 
 class DifferenceBridgeConfig(BridgeConfig):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rsforge.bridges.configs import DifferenceBridgeConfig
-from rsforge.core.features import Bridge, VisualFeatures
+from rsforge.core.interfaces import Bridge, VisualFeatures
 
 
 class DifferenceBridge(Bridge):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rsforge.bridges.configs import DifferencePerceptionConfig
-from rsforge.core.features import Bridge, VisualFeatures
+from rsforge.core.interfaces import Bridge, VisualFeatures
 
 
 class DifferencePerception(Bridge):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from rsforge.bridges.configs import ImageSeparatorsConfig
-from rsforge.core.features import Bridge, VisualFeatures
+from rsforge.core.interfaces import Bridge, VisualFeatures
 
 
 class ImageSeparators(Bridge):

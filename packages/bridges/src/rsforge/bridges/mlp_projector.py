@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from rsforge.bridges.configs import MLPProjectorConfig
-from rsforge.core.features import Bridge, VisualFeatures
+from rsforge.core.interfaces import Bridge, VisualFeatures
 
 
 class MLPProjector(Bridge):

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from rsforge.bridges.configs import QFormerConfig
-from rsforge.core.features import Bridge, VisualFeatures
+from rsforge.core.interfaces import Bridge, VisualFeatures
 from rsforge.core.text import hashed_word_ids
 
 _TEXT_ONLY = re.compile(  # what only the instruction tokens use: absent from BLIP-2 files

@@ -1,13 +1,16 @@
-"""Assembler: recipe -> RSForgeModel, checking that neighbouring parts fit before any weight exists."""
+"""Assembler: recipe -> built parts, checking that neighbouring parts fit, and that the parts can do
+what the recipe asks of them, before any weight exists. `RSForgeModel.from_recipe` wires the parts."""
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from rsforge.core.config import PartConfig
-from rsforge.core.errors import AssemblyError
+from rsforge.core.configs import PartConfig
+from rsforge.core.errors import AssemblyError, RecipeError
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe
 
@@ -21,10 +24,34 @@ def _label(path: str, config: PartConfig) -> str:
     return f"{path} ({config.name})"
 
 
-def assemble(recipe: Recipe, plugins: PluginManager, *, device: str | torch.device | None = None):
-    """Build every part of `recipe` and wire them; `device="meta"` builds shapes without weights."""
-    from rsforge.core.model import RSForgeModel
+@dataclass
+class Parts:
+    """The built parts of a recipe; `recipe` has the widths the assembler filled in."""
 
+    recipe: Recipe
+    encoder: nn.Module | None
+    bridges: list[nn.Module]
+    decoder: nn.Module | None
+    heads: list[nn.Module]
+
+
+def check_abilities(recipe: Recipe, decoder, heads: list) -> None:
+    """Refuse training stages the parts cannot run, naming the part, before any step is taken."""
+    kinds = {stage.kind for stage in recipe.train.stages}
+    if "scst" in kinds:
+        if decoder is None:
+            raise AssemblyError("train.stages: an scst stage samples answers, but the recipe has no decoder")
+        if not decoder.scores_continuations:
+            raise AssemblyError(f"train.stages: an scst stage needs continuation log-probs, which decoder "
+                                f"({recipe.decoder.name}) does not provide")
+        if not recipe.rewards:
+            raise RecipeError("rewards: an scst stage needs at least one reward")
+    if "mask" in kinds and not any(h.predicts_mask for h in heads):
+        raise AssemblyError("train.stages: a mask stage needs a mask head in `heads`")
+
+
+def assemble_parts(recipe: Recipe, plugins: PluginManager, *, device: str | torch.device | None = None) -> Parts:
+    """Build every part of `recipe`; `device="meta"` builds shapes without weights."""
     place = torch.device(device) if device is not None else contextlib.nullcontext()
     with place:
         decoder = _build(plugins, "decoder", recipe.decoder, "decoder") if recipe.decoder else None
@@ -33,7 +60,8 @@ def assemble(recipe: Recipe, plugins: PluginManager, *, device: str | torch.devi
             extra = [k for k in ("encoder", "bridges", "heads") if getattr(recipe, k)]
             if extra:
                 raise AssemblyError(f"decoder ({recipe.decoder.name}) reads the images itself; drop {', '.join(extra)}")
-            return RSForgeModel(recipe, encoder=None, bridges=[], decoder=decoder, heads=[])
+            check_abilities(recipe, decoder, [])
+            return Parts(recipe, None, [], decoder, [])
         if recipe.encoder is None:
             raise AssemblyError("encoder: missing; only a decoder that reads images itself works without one")
         encoder = _build(plugins, "encoder", recipe.encoder, "encoder")
@@ -84,5 +112,6 @@ def assemble(recipe: Recipe, plugins: PluginManager, *, device: str | torch.devi
             heads.append(_build(plugins, "head", config, f"heads[{i}]"))
             head_configs.append(config)
 
+    check_abilities(recipe, decoder, heads)
     resolved = recipe.model_copy(update={"bridges": bridge_configs, "heads": head_configs})
-    return RSForgeModel(resolved, encoder=encoder, bridges=bridges, decoder=decoder, heads=heads)
+    return Parts(resolved, encoder, bridges, decoder, heads)

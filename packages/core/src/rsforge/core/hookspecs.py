@@ -52,5 +52,11 @@ def register_datasets(register):
 
 
 @hookspec
+def register_tasks(register):
+    """Register tasks: a prompt template, how to read a sample's reference, parse a model answer and
+    score a split (factory: the task object; see `rsforge.tasks`)."""
+
+
+@hookspec
 def register_commands(cli):
     """Add CLI sub-commands. `cli` is the argparse sub-parsers object of the `rsforge` command."""

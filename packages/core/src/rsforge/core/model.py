@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from rsforge.core.assembler import assemble_parts
 from rsforge.core.atomic import atomic_dir
-from rsforge.core.data.schema import Turn
-from rsforge.core.features import VisualFeatures
+from rsforge.core.batch import Batch, Losses, first_user_turns
+from rsforge.core.interfaces import Generation, GenerationOptions, OnTokens, VisualFeatures
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe, parse_recipe
+from rsforge.core.sample import Turn
 
 RECIPE_FILE = "recipe.yaml"
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
-def prompt_texts(prompts: list[list[Turn]] | None) -> list[str] | None:
-    """Each sample's first user turn: what a text-guided head is steered by and what an
-    instruction-aware bridge reads, in training and generation alike."""
-    if prompts is None:
-        return None
-    return [next((t.text for t in turns if t.role == "user"), "") for turns in prompts]
+def logits_to_mask(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Mask logits (B, K, H, W) -> a bool change mask (B, H, W) for one channel (probability above
+    `threshold`), or class ids (B, H, W) for K > 1 (argmax)."""
+    if logits.shape[1] == 1:
+        return logits[:, 0].sigmoid() > threshold
+    return logits.argmax(dim=1)
 
 
 class RSForgeModel(nn.Module):
@@ -39,6 +43,16 @@ class RSForgeModel(nn.Module):
         self.bridges = nn.ModuleList(bridges)
         self.decoder = decoder
         self.heads = nn.ModuleList(heads)
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, plugins: PluginManager, *,
+                    device: str | torch.device | None = None) -> RSForgeModel:
+        """Build every part of `recipe` and wire them; `device="meta"` builds shapes without weights."""
+        parts = assemble_parts(recipe, plugins, device=device)
+        return cls(parts.recipe, encoder=parts.encoder, bridges=parts.bridges, decoder=parts.decoder,
+                   heads=parts.heads)
+
+    # ---- what the model is --------------------------------------------------------------------
 
     @property
     def image_size(self) -> int:
@@ -61,14 +75,31 @@ class RSForgeModel(nn.Module):
     def max_context(self) -> int:
         return self.decoder.max_context if self.decoder is not None else 0
 
+    @property
+    def mask_heads(self) -> list[nn.Module]:
+        return [h for h in self.heads if h.predicts_mask]
+
+    def count_tokens(self, text: str) -> int:
+        return self._text_decoder().count_tokens(text)
+
+    # ---- the forward passes ---------------------------------------------------------------------
+
     def encode(self, images: torch.Tensor) -> VisualFeatures:
         """images (B, T, 3, S, S) -> features with the dates kept apart as T."""
         self._check_images(images)
         b, t = images.shape[:2]
         tokens, maps = self.encoder(images.flatten(0, 1))
-        return VisualFeatures(
-            tokens=tokens.unflatten(0, (b, t)), maps=[m.unflatten(0, (b, t)) for m in maps]
-        )
+        return VisualFeatures(tokens=tokens.unflatten(0, (b, t)), maps=[m.unflatten(0, (b, t)) for m in maps])
+
+    def features_of(self, images: torch.Tensor, features: VisualFeatures | None = None) -> VisualFeatures:
+        """The encoder's features of `images`, or `features` computed earlier for them (a cache)."""
+        if features is None:
+            return self.encode(images)
+        self._check_images(images)
+        if tuple(features.tokens.shape[:2]) != tuple(images.shape[:2]):
+            raise ValueError(f"precomputed features are for {tuple(features.tokens.shape[:2])} (B, T) images, "
+                             f"the batch has {tuple(images.shape[:2])}")
+        return features
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.dim() != 5 or images.shape[1] != self.num_images:
@@ -77,27 +108,25 @@ class RSForgeModel(nn.Module):
                 f"got {tuple(images.shape)}"
             )
 
-    def decoder_input(self, images: torch.Tensor, conversations: list[list[Turn]] | None = None) -> torch.Tensor:
-        """What the decoder reads: visual tokens (B, N, D), or the images themselves. `conversations`
-        give instruction-aware bridges their instruction."""
-        if self.reads_images:
-            self._check_images(images)
-            return images
-        return self.visual_tokens(self.encode(images), prompt_texts(conversations))
-
-    def visual_tokens(self, features: VisualFeatures, instructions: list[str] | None = None) -> torch.Tensor:
-        return self.bridge(features, instructions).tokens.flatten(1, 2)
-
     def bridge(self, features: VisualFeatures, instructions: list[str] | None = None) -> VisualFeatures:
         for bridge in self.bridges:
             features = bridge(features, instructions)
         return features
 
+    def decoder_input(self, images: torch.Tensor, conversations: list[list[Turn]],
+                      features: VisualFeatures | None = None) -> torch.Tensor:
+        """What the decoder reads: visual tokens (B, N, D), or the images themselves."""
+        if self.reads_images:
+            self._check_images(images)
+            return images
+        bridged = self.bridge(self.features_of(images, features), first_user_turns(conversations))
+        return bridged.tokens.flatten(1, 2)
+
     def _heads_read_bridges(self) -> bool:
         return any(b.aligns_maps for b in self.bridges) or any(h.reads_bridged_tokens for h in self.heads)
 
     def _head_inputs(self, features: VisualFeatures, bridged: VisualFeatures | None, head,
-                     instructions: list[str] | None = None) -> VisualFeatures:
+                     instructions: list[str] | None) -> VisualFeatures:
         """What a head reads: the encoder's tokens, or (`reads_bridged_tokens`) the bridged ones, so one
         model answers in text and in pixels from the same tokens; and the maps of both dates, as aligned
         by a bridge that aligns them (BEV) or else as the encoder made them."""
@@ -108,75 +137,76 @@ class RSForgeModel(nn.Module):
         maps = bridged.maps if any(b.aligns_maps for b in self.bridges) else features.maps
         return VisualFeatures(tokens=tokens, maps=maps)
 
-    @property
-    def mask_heads(self) -> list[nn.Module]:
-        return [h for h in self.heads if h.predicts_mask]
-
-    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Training losses of a collated batch; `loss` is the weighted sum the optimiser steps on."""
-        conversations = batch.get("conversations")
+    def forward(self, batch: Batch) -> Losses:
+        """Training losses of a collated batch, weighted as the recipe says."""
+        weight = self.recipe.train.lm_loss_weight
         if self.reads_images:
-            losses = {"lm": self.decoder(self.decoder_input(batch["images"]), conversations)}
-            losses["loss"] = self.recipe.train.lm_loss_weight * losses["lm"]
-            return losses
-        features = self.encode(batch["images"])
-        losses: dict[str, torch.Tensor] = {}
-        total = features.tokens.new_zeros(())
-        instructions = prompt_texts(conversations)
+            lm = self.decoder(self.decoder_input(batch.images, batch.conversations), batch.conversations)
+            return Losses(total=weight * lm, lm=lm)
+        features = self.features_of(batch.images, batch.features)
+        instructions = batch.instructions
+        losses = Losses(total=features.tokens.new_zeros(()))
         bridged = None  # run the bridges once, for the decoder and every head that reads them
         if self.decoder is not None or self._heads_read_bridges():
             bridged = self.bridge(features, instructions)
         if self.decoder is not None:
-            losses["lm"] = self.decoder(bridged.tokens.flatten(1, 2), conversations)
-            total = total + self.recipe.train.lm_loss_weight * losses["lm"]
-        masks, labels = batch.get("masks"), batch.get("labels")
-        prompts = prompt_texts(batch.get("prompts"))
+            losses.lm = self.decoder(bridged.tokens.flatten(1, 2), batch.conversations)
+            losses.total = losses.total + weight * losses.lm
         for head, config in zip(self.heads, self.recipe.heads, strict=True):
-            # Mask heads train on `masks` where `mask_valid`; class heads on `labels` (B,) class ids, -1 = none.
+            # Mask heads train on `masks` where `mask_valid`; class heads on `labels`, -1 = none.
             if head.predicts_mask:
-                target, valid = masks, batch["mask_valid"] if masks is not None else None
+                target, valid = batch.masks, batch.mask_valid if batch.masks is not None else None
             else:
-                target, valid = labels, labels >= 0 if labels is not None else None
+                target, valid = batch.labels, batch.labels >= 0 if batch.labels is not None else None
             if valid is None or not bool(valid.any()):
                 continue
-            logits = head(self._head_inputs(features, bridged, head), self.image_size, prompts)
+            logits = head(self._head_inputs(features, bridged, head, instructions), self.image_size, instructions)
             loss = head.loss(logits[valid], target[valid])
-            losses[f"{'mask' if head.predicts_mask else 'class'}_{config.name}"] = loss
-            total = total + config.weight * loss
-        losses["loss"] = total
+            losses.heads[f"{'mask' if head.predicts_mask else 'class'}_{config.name}"] = loss
+            losses.total = losses.total + config.weight * loss
         return losses
 
-    @torch.no_grad()
-    def generate(
-        self,
-        images: torch.Tensor,
-        conversations: list[list[Turn]],
-        *,
-        max_new_tokens: int = 32,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        num_beams: int = 1,
-        num_return_sequences: int = 1,
-        stop: list[str] | None = None,
-    ) -> list[str]:
-        """Answers to each conversation (ending with a user turn); options as in `Decoder.generate`."""
+    def _text_decoder(self):
         if self.decoder is None:
             raise ValueError(f"model '{self.recipe.name}' has no decoder, so it cannot answer in text")
-        return self.decoder.generate(
-            self.decoder_input(images, conversations), conversations, max_new_tokens=max_new_tokens,
-            temperature=temperature, top_p=top_p, num_beams=num_beams, num_return_sequences=num_return_sequences,
-            stop=stop,
-        )
+        return self.decoder
 
     @torch.no_grad()
-    def mask_logits(self, images: torch.Tensor, prompts: list[str] | None = None) -> torch.Tensor:
-        """images (B, 2, 3, S, S) -> logits (B, K, S, S) of the first mask head; `prompts` (one text per
-        image pair) steer a text-guided head."""
+    def generate(self, images: torch.Tensor, conversations: list[list[Turn]],
+                 options: GenerationOptions | None = None, *, features: VisualFeatures | None = None,
+                 on_tokens: OnTokens | None = None, **option_fields) -> Generation:
+        """Answers to each conversation (ending with a user turn), decoded as `options` (or the
+        `GenerationOptions` fields given as keywords) say; `on_tokens` streams them when the decoder
+        `streams`. `features`: the encoder's features of `images`, computed earlier."""
+        decoder = self._text_decoder()
+        options = replace(options or GenerationOptions(), **option_fields)
+        visual = self.decoder_input(images, conversations, features)
+        return decoder.generate(visual, conversations, options, on_tokens)
+
+    def continuation_logits(self, images: torch.Tensor, conversations: list[list[Turn]], token_ids: torch.Tensor,
+                            *, features: VisualFeatures | None = None) -> torch.Tensor:
+        """Logits (N, L, V), with gradient through every trainable part, that predict `token_ids` (N, L)
+        after each prompt; N may be a multiple of the batch (K rollouts per input, input-major)."""
+        decoder = self._text_decoder()
+        if not decoder.scores_continuations:
+            raise ValueError(f"decoder ({self.recipe.decoder.name}) cannot score continuations")
+        visual = self.decoder_input(images, conversations, features)
+        k, rem = divmod(token_ids.shape[0], len(conversations))
+        if rem:
+            raise ValueError(f"{token_ids.shape[0]} continuations for {len(conversations)} prompts")
+        repeated = [c for c in conversations for _ in range(k)]
+        return decoder.continuation_logits(visual.repeat_interleave(k, 0), repeated, token_ids)
+
+    @torch.no_grad()
+    def mask_logits(self, images: torch.Tensor, instructions: list[str] | None = None, *,
+                    features: VisualFeatures | None = None) -> torch.Tensor:
+        """images (B, 2, 3, S, S) -> logits (B, K, S, S) of the first mask head; `instructions` (one text
+        per image pair) steer a text-guided head."""
         if not self.mask_heads:
             raise ValueError(f"model '{self.recipe.name}' has no mask head")
         head = self.mask_heads[0]
-        features = self.encode(images)
-        return head(self._head_inputs(features, None, head, prompts), self.image_size, prompts)
+        features = self.features_of(images, features)
+        return head(self._head_inputs(features, None, head, instructions), self.image_size, instructions)
 
     @torch.no_grad()
     def class_logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -185,17 +215,13 @@ class RSForgeModel(nn.Module):
         if head is None:
             raise ValueError(f"model '{self.recipe.name}' has no classification head")
         features = self.encode(images)
-        return head(self._head_inputs(features, None, head), self.image_size)
+        return head(self._head_inputs(features, None, head, None), self.image_size)
 
     @torch.no_grad()
-    def predict_mask(
-        self, before: torch.Tensor, after: torch.Tensor, threshold: float = 0.5, prompts: list[str] | None = None
-    ) -> torch.Tensor:
+    def predict_mask(self, before: torch.Tensor, after: torch.Tensor, threshold: float = 0.5,
+                     instructions: list[str] | None = None) -> torch.Tensor:
         """before, after (B, 3, S, S) -> bool change mask (B, S, S) (binary) or class ids (K > 1)."""
-        logits = self.mask_logits(torch.stack([before, after], dim=1), prompts)
-        if logits.shape[1] == 1:
-            return logits[:, 0].sigmoid() > threshold
-        return logits.argmax(dim=1)
+        return logits_to_mask(self.mask_logits(torch.stack([before, after], dim=1), instructions), threshold)
 
     def parameter_counts(self) -> list[tuple[str, str, int, int]]:
         """(part path, part name, total, trainable) for each part."""
@@ -210,6 +236,8 @@ class RSForgeModel(nn.Module):
              sum(p.numel() for p in m.parameters() if p.requires_grad))
             for path, name, m in rows
         ]
+
+    # ---- save and load --------------------------------------------------------------------------
 
     def _not_saved(self) -> set[str]:
         """Frozen parameters of parts whose weights come from a source named in the recipe (a
@@ -250,7 +278,10 @@ class RSForgeModel(nn.Module):
 
     def load_weights(self, path: str | Path) -> None:
         """Load `model.safetensors` written by `save_pretrained`; anything else missing is an error."""
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
         _, may_miss = self._state_to_save()
         missing, unexpected = self.load_state_dict(state, strict=False)
         missing = sorted(set(missing) - may_miss)
@@ -263,8 +294,6 @@ class RSForgeModel(nn.Module):
     def from_pretrained(
         cls, directory: str | Path, *, plugins: PluginManager | None = None, device: str | torch.device = "cpu"
     ) -> RSForgeModel:
-        from rsforge.core.assembler import assemble
-
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"{directory}: not a model directory")
@@ -282,6 +311,6 @@ class RSForgeModel(nn.Module):
             raise FileNotFoundError(f"{recipe_path}: missing")
         plugins = plugins or PluginManager()
         recipe = parse_recipe(yaml.safe_load(recipe_path.read_text()), plugins.registry, source=str(recipe_path))
-        model = assemble(recipe, plugins)
+        model = cls.from_recipe(recipe, plugins)
         model.load_weights(weights)
         return model.to(device).eval()

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rsforge.core.config import PartConfig
+from rsforge.core.configs import PartConfig
 from rsforge.core.errors import RecipeError
 from rsforge.core.registry import Registry
 
@@ -44,7 +44,7 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = 1.0
     lm_loss_weight: float = 1.0
     seed: int = 0
-    num_workers: int = Field(1, ge=1, description="Ray Train workers")
+    ray_workers: int = Field(1, ge=1, description="Ray Train workers (processes, one model replica each)")
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, ge=1)
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = each epoch")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rsforge.core.data.schema import Turn
+from rsforge.core.sample import Turn
 
 IGNORE = -100
 IMAGE = "<image>"

@@ -3,7 +3,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rsforge.core.config import DecoderConfig
+from rsforge.core.configs import DecoderConfig
 
 WORD_LEVEL = "word_level"
 DEFAULT_TEMPLATE = "default"

@@ -14,26 +14,29 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, StoppingCriteriaList
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText
 
-from rsforge.core.data.schema import Turn
-from rsforge.core.features import Decoder
+from rsforge.core.interfaces import Decoder, Generation, GenerationOptions, OnTokens
+from rsforge.core.sample import Turn
 from rsforge.decoders import common
 from rsforge.decoders.chat import IGNORE, ChatFormat
 from rsforge.decoders.configs import WORD_LEVEL, HFVLMConfig
-from rsforge.decoders.generation import StopStrings, check_sampling, finish_texts
+from rsforge.decoders.generation import clear_generation_defaults, hf_generate
 
 VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
 
 
 class HFVLM(Decoder):
     reads_images = True
+    streams = True
 
     def __init__(self, config: HFVLMConfig) -> None:
         super().__init__()
         self.config = config
         self.tokenizer = common.load_tokenizer(config, [VISION_START, IMAGE_PAD, VISION_END])
         vlm = self._build(config)
+        self.stop_ids = common.stop_token_ids(vlm, self.tokenizer)
+        clear_generation_defaults(vlm)  # decoding follows GenerationOptions only
         self.vlm = common.set_training_mode(vlm, config)
         self.weights_from_source = config.pretrained is not None
         text = vlm.config.get_text_config()
@@ -49,7 +52,6 @@ class HFVLM(Decoder):
                              f"= {patch * merge}")
         self.tokens_per_image = (config.image_size // patch) ** 2 // merge**2
         self.pad_id = self.tokenizer.pad_token_id
-        self.stop_ids = common.stop_token_ids(vlm, self.tokenizer)
         self.chat = ChatFormat(self.tokenizer, common.chat_template(config, self.tokenizer))
 
     def _build(self, config: HFVLMConfig) -> nn.Module:
@@ -137,33 +139,19 @@ class HFVLM(Decoder):
     def forward(self, images: torch.Tensor, conversations: list[list[Turn]]) -> torch.Tensor:
         return self.vlm(**self._pack(images, conversations, generation=False)).loss
 
-    @torch.no_grad()
-    def generate(
-        self,
-        images: torch.Tensor,
-        conversations: list[list[Turn]],
-        *,
-        max_new_tokens: int = 32,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        num_beams: int = 1,
-        num_return_sequences: int = 1,
-        stop: list[str] | None = None,
-    ) -> list[str]:
-        """Answers, `num_return_sequences` per input (input-major); options as in `hf_causal_lm`."""
-        check_sampling(temperature, top_p, num_beams, num_return_sequences)
-        stop = list(stop or [])
+    def generation_inputs(self, images: torch.Tensor, conversations: list[list[Turn]]) -> dict[str, torch.Tensor]:
+        """What `generate` hands to `transformers`' `generate`: token ids with the vision blocks
+        (padded on the left), attention mask, pixel values and image grid."""
         inputs = self._pack(images, conversations, generation=True)
         inputs.pop("labels")
-        prompt = inputs["input_ids"].shape[1]
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 else \
-            {"do_sample": False}
-        out = self.vlm.generate(
-            **inputs, **sampling, max_new_tokens=min(max_new_tokens, self.max_context - prompt), num_beams=num_beams,
-            num_return_sequences=num_return_sequences, eos_token_id=self.stop_ids, pad_token_id=self.pad_id,
-            stopping_criteria=StoppingCriteriaList([StopStrings(self.tokenizer, stop, prompt)]) if stop else None,
-        )
-        return finish_texts(self.tokenizer, out[:, prompt:].tolist(), self.stop_ids, stop)
+        return inputs
+
+    def generate(self, images: torch.Tensor, conversations: list[list[Turn]], options: GenerationOptions,
+                 on_tokens: OnTokens | None = None) -> Generation:
+        """Answers through `transformers`' `generate` (see `Decoder.generate`)."""
+        return hf_generate(self.vlm, self.tokenizer, self.generation_inputs(images, conversations), options,
+                           stop_ids=self.stop_ids, pad_id=self.pad_id, max_context=self.max_context,
+                           on_tokens=on_tokens)
 
     def export_adapter(self, directory: str | Path) -> Path:
         """Write the LoRA adapters as a standard peft folder."""

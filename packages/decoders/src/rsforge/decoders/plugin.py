@@ -1,18 +1,18 @@
 from rsforge.core.hookspecs import hookimpl
-from rsforge.decoders.configs import HFCausalLMConfig, HFVLMConfig
 
 TINY_VOCAB = ["<pad>", "<unk>", "<s>", "</s>", ":", "a", "assistant", "building", "new", "user"]
 
 
 @hookimpl
 def register_decoders(register):
-    register("hf_causal_lm", factory="rsforge.decoders.hf_causal_lm:HFCausalLM", config=HFCausalLMConfig,
+    register("hf_causal_lm", factory="rsforge.decoders.hf_causal_lm:HFCausalLM",
+             config="rsforge.decoders.configs:HFCausalLMConfig",
              description="any transformers AutoModelForCausalLM (frozen, trainable or LoRA), from a path or a config",
              example={"tokenizer": "word_level", "vocab": TINY_VOCAB,
                       "config": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
                                  "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
                                  "max_position_embeddings": 64}})
-    register("hf_vlm", factory="rsforge.decoders.hf_vlm:HFVLM", config=HFVLMConfig,
+    register("hf_vlm", factory="rsforge.decoders.hf_vlm:HFVLM", config="rsforge.decoders.configs:HFVLMConfig",
              description="a transformers image-text-to-text model (Qwen2-VL class) reading 1-2 images itself",
              example={"tokenizer": "word_level", "vocab": TINY_VOCAB, "image_size": 16, "num_images": 2,
                       "config": {"model_type": "qwen2_vl",

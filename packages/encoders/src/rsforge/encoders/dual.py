@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsforge.core.features import Encoder
+from rsforge.core.interfaces import Encoder
 from rsforge.encoders.configs import DualEncoderConfig, HFVisionConfig, TimmEncoderConfig
 from rsforge.encoders.timm_encoder import TimmEncoder
 

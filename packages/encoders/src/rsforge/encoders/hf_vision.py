@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rsforge.core.features import Encoder
+from rsforge.core.interfaces import Encoder
 from rsforge.encoders.configs import IMAGENET_MEAN, IMAGENET_STD, HFVisionConfig
 from rsforge.encoders.timm_encoder import normalise_layers
 from rsforge.encoders.weights import (

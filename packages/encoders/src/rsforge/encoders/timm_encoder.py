@@ -12,7 +12,7 @@ import timm
 import torch
 from timm.models import get_pretrained_cfg
 
-from rsforge.core.features import Encoder
+from rsforge.core.interfaces import Encoder
 from rsforge.encoders.configs import TimmEncoderConfig
 from rsforge.encoders.weights import LoadReport, adapt_stem, fit_state_dict, read_state_dict, train_last_blocks
 

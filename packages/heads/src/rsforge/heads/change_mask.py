@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsforge.core.features import Head, VisualFeatures
+from rsforge.core.interfaces import Head, VisualFeatures
 from rsforge.heads.configs import ChangeMaskHeadConfig
 from rsforge.heads.losses import mask_loss
 
@@ -85,7 +85,7 @@ class ChangeMaskHead(DifferenceNeck):
         self.refine = nn.Sequential(conv_block(h, h), conv_block(h, h))
         self.classify = nn.Conv2d(h, config.num_classes, 1)
 
-    def forward(self, features: VisualFeatures, image_size: int, prompts: list[str] | None = None) -> torch.Tensor:
+    def forward(self, features: VisualFeatures, image_size: int, instructions: list[str] | None = None) -> torch.Tensor:
         x = upsample_to_image(self.neck(features.maps), self.refine, image_size)
         return F.interpolate(self.classify(x), size=(image_size, image_size), mode="bilinear", align_corners=False)
 

@@ -1,6 +1,6 @@
 """Scene-classification head: mean-pooled tokens -> class logits (B, K), trained with cross-entropy.
 
-The model container trains it on `batch["labels"]` ((B,) class ids, -1 for samples without a label).
+The model container trains it on `batch.labels` ((B,) class ids, -1 for samples without a label).
 It pools every token of every image the model reads (a pair's two dates alike), so it does not make the
 model read a pair (`bitemporal = False`).
 """
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsforge.core.features import Head, VisualFeatures
+from rsforge.core.interfaces import Head, VisualFeatures
 from rsforge.heads.configs import ClassifierHeadConfig
 
 
@@ -29,7 +29,7 @@ class ClassifierHead(Head):
         weights = torch.tensor(config.class_weights) if config.class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
 
-    def forward(self, features: VisualFeatures, image_size: int, prompts: list[str] | None = None) -> torch.Tensor:
+    def forward(self, features: VisualFeatures, image_size: int, instructions: list[str] | None = None) -> torch.Tensor:
         tokens = features.tokens
         if tokens.dim() != 4 or tokens.shape[-1] != self.config.in_dim:
             raise ValueError(

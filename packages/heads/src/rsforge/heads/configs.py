@@ -2,7 +2,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from rsforge.core.config import HeadConfig
+from rsforge.core.configs import HeadConfig
 
 
 class MaskLossConfig(HeadConfig):

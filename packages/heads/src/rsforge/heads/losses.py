@@ -3,6 +3,11 @@
 Binary masks: logits (B, 1, H, W) against a 0/1 target (B, H, W); `pos_weight` boosts the rare changed
 pixels in BCE and Focal. K-class masks (semantic change): logits (B, K, H, W) against class ids (B, H, W);
 `class_weights` (K,) weight CE and Focal per target class.
+
+The binary focal loss is torchvision's `sigmoid_focal_loss`. The K-class one is a softmax focal loss,
+which torchvision does not have: its `sigmoid_focal_loss` scores every class as an independent
+one-vs-rest sigmoid (RetinaNet), a different loss from the focal term on the softmax probability of
+the one true class among mutually exclusive classes.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import sigmoid_focal_loss
 
 
 def dice_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -23,20 +29,24 @@ def dice_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> to
 def binary_focal_loss(
     logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0, pos_weight: float | None = None
 ) -> torch.Tensor:
-    """Mean of (1 - p_t)^gamma * BCE per pixel: easy pixels (most of the unchanged land) count little."""
-    weight = torch.tensor(pos_weight, device=logits.device) if pos_weight is not None else None
-    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight, reduction="none")
-    p = logits.sigmoid()
-    p_t = p * target + (1 - p) * (1 - target)
-    return ((1 - p_t) ** gamma * bce).mean()
+    """Mean of (1 - p_t)^gamma * BCE per pixel: easy pixels (most of the unchanged land) count little.
+
+    `pos_weight` weighs changed pixels as BCE's `pos_weight` does (w : 1 against unchanged ones). In
+    torchvision's terms that is `alpha = w / (1 + w)` (alpha on changed pixels, 1 - alpha on the others)
+    scaled by 1 + w; without it alpha is off (-1), every pixel weighing 1."""
+    if pos_weight is None:
+        return sigmoid_focal_loss(logits, target, alpha=-1, gamma=gamma, reduction="mean")
+    alpha = pos_weight / (1 + pos_weight)
+    return (1 + pos_weight) * sigmoid_focal_loss(logits, target, alpha=alpha, gamma=gamma, reduction="mean")
 
 
 def focal_loss(
     logits: torch.Tensor, ids: torch.Tensor, *, gamma: float = 2.0, class_weights: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Multi-class focal loss: mean over pixels of w[y] * (1 - p_y)^gamma * -log p_y (w = 1 without weights)."""
-    log_p = F.log_softmax(logits, dim=1).gather(1, ids.unsqueeze(1)).squeeze(1)
-    loss = -((1 - log_p.exp()) ** gamma) * log_p
+    """Multi-class (softmax) focal loss: mean over pixels of w[y] * (1 - p_y)^gamma * -log p_y (w = 1
+    without weights). Not torchvision's `sigmoid_focal_loss` (module docstring)."""
+    ce = F.cross_entropy(logits, ids, reduction="none")  # -log p_y per pixel
+    loss = (1 - torch.exp(-ce)) ** gamma * ce
     if class_weights is not None:
         loss = loss * class_weights[ids]
     return loss.mean()

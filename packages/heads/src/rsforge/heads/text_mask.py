@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsforge.core.features import VisualFeatures
+from rsforge.core.interfaces import VisualFeatures
 from rsforge.core.text import word_hashes
 from rsforge.heads.change_mask import DifferenceNeck, conv_block, upsample_to_image
 from rsforge.heads.configs import TextMaskHeadConfig
@@ -112,11 +112,11 @@ class TextMaskHead(DifferenceNeck):
         attended, _ = self.attend(queries, self.text_proj(text), self.text_proj(text), key_padding_mask=padding)
         return self.query_norm(queries + attended)
 
-    def forward(self, features: VisualFeatures, image_size: int, prompts: list[str] | None = None) -> torch.Tensor:
+    def forward(self, features: VisualFeatures, image_size: int, instructions: list[str] | None = None) -> torch.Tensor:
         batch = features.tokens.shape[0]
-        prompts = prompts if prompts is not None else [self.config.default_prompt] * batch
+        prompts = instructions if instructions is not None else [self.config.default_prompt] * batch
         if len(prompts) != batch:
-            raise ValueError(f"text_mask head got {len(prompts)} prompts for a batch of {batch}")
+            raise ValueError(f"text_mask head got {len(prompts)} instructions for a batch of {batch}")
         queries = self.steered_queries(prompts)
         x = self.neck(features.maps)
         gamma, beta = self.film(queries.mean(1))[:, :, None, None].chunk(2, dim=1)

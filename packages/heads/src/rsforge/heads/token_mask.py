@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsforge.core.features import VisualFeatures
+from rsforge.core.interfaces import VisualFeatures
 from rsforge.heads.change_mask import DifferenceNeck, conv_block, upsample_to_image
 from rsforge.heads.configs import TokenMaskHeadConfig
 from rsforge.heads.losses import mask_loss
@@ -50,7 +50,7 @@ class TokenMaskHead(DifferenceNeck):
             )
         return self.proj(patches).transpose(1, 2).unflatten(2, (side, side))
 
-    def forward(self, features: VisualFeatures, image_size: int, prompts: list[str] | None = None) -> torch.Tensor:
+    def forward(self, features: VisualFeatures, image_size: int, instructions: list[str] | None = None) -> torch.Tensor:
         x = self.grid(features.tokens)
         if self.config.use_maps:
             x = self.neck(features.maps, top=x)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rsforge.core.interfaces import Reward
 from rsforge.rewards.common import check_batch
 from rsforge.rewards.configs import CiderDConfig
 
@@ -188,7 +189,7 @@ class _ReferenceBank:
     n_grams: int  # number of corpus n-grams, all orders
 
 
-class CiderD:
+class CiderD(Reward):
     """CIDEr-D reward: `(candidates, references, extras) -> float32 tensor (B,)` of raw scores.
 
     Text is split on whitespace only: tokenize (and lowercase) upstream, e.g. with the same PTB
@@ -202,7 +203,7 @@ class CiderD:
     tf-idf vectors and only the candidates are counted per call.
     """
 
-    needs_corpus = True  # RewardSet calls fit(training references) before training
+    needs_corpus = True  # the trainer's RewardSet calls fit(training references) before training
 
     def __init__(self, config: CiderDConfig) -> None:
         self.config = config

@@ -2,14 +2,14 @@
 
 Every reward config has `weight` (its share of the combined reward, or for a logit regulariser the
 factor of its loss term) and `normalise`/`norm_momentum` (the kernel's running normalisation; see
-`rsforge.core.config.RewardConfig`).
+`rsforge.core.configs.RewardConfig`).
 """
 
 from typing import Literal
 
 from pydantic import Field
 
-from rsforge.core.config import RewardConfig
+from rsforge.core.configs import RewardConfig
 
 
 class CiderDConfig(RewardConfig):

@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 
+from rsforge.core.interfaces import Reward
 from rsforge.rewards.common import as_scores, check_batch
 from rsforge.rewards.configs import LengthConfig
 
 
-class LengthReward:
+class LengthReward(Reward):
     """exp(-(words - target)^2 / (2 sigma^2)) in (0, 1]: 1 on target. The target is the closest
     reference length (`closest`), the references' mean length (`mean`) or a fixed word count.
     Captions trained with CIDEr drift short or long; this pulls them back."""

@@ -6,17 +6,18 @@ from typing import Any
 
 import torch
 
+from rsforge.core.interfaces import Reward
 from rsforge.rewards.common import check_batch
 from rsforge.rewards.configs import MaskIoUConfig
 
 
-class MaskIoU:
+class MaskIoU(Reward):
     """IoU of `extras["pred_masks"]` (B, H, W) logits or probabilities (`from_logits`) thresholded at
     `threshold`, against `extras["masks"]` (B, H, W) reference masks (> 0.5 = changed). Rows where
     `extras["mask_valid"]` (B,) is False get 0; both masks empty gives `empty`. The texts are unused
     (they only fix the batch size)."""
 
-    reads_extras = ("pred_masks", "masks")
+    reads_extras = frozenset({"pred_masks", "masks"})
 
     def __init__(self, config: MaskIoUConfig) -> None:
         self.config = config
@@ -25,7 +26,7 @@ class MaskIoU:
                  ) -> torch.Tensor:
         check_batch("mask_iou", candidates, references)
         extras = extras or {}
-        missing = [k for k in self.reads_extras if extras.get(k) is None]
+        missing = [k for k in sorted(self.reads_extras) if extras.get(k) is None]
         if missing:
             raise ValueError(f"mask_iou: extras lacks {missing} (needs pred_masks and masks, both (B, H, W))")
         pred, target = extras["pred_masks"].detach().float(), extras["masks"].detach().float()

@@ -18,6 +18,7 @@ from typing import Any
 import pycocoevalcap.meteor.meteor as coco_meteor
 import torch
 
+from rsforge.core.interfaces import Reward
 from rsforge.rewards.common import as_scores, check_batch
 from rsforge.rewards.configs import MeteorConfig
 
@@ -41,7 +42,7 @@ def _stop(process: subprocess.Popen) -> None:
     process.stderr.close()
 
 
-class Meteor:
+class Meteor(Reward):
     """METEOR of each candidate against its references, in [0, 1]."""
 
     def __init__(self, config: MeteorConfig) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from rsforge.core.interfaces import Reward
 from rsforge.rewards.common import as_scores, check_batch
 from rsforge.rewards.configs import NKLConfig
 
@@ -22,7 +23,7 @@ def _distribution(counts: Counter, vocabulary: list[str], smoothing: float) -> l
     return [(1 - smoothing) * counts[w] / total + smoothing * uniform for w in vocabulary]
 
 
-class NKL:
+class NKL(Reward):
     """KL(P_ref || P_cand) over words: P_ref the pooled word frequencies of the references, P_cand the
     candidate's, both mixed with the uniform distribution over their joint vocabulary (weight
     `smoothing`) so a missing word costs a finite amount. Reported as exp(-KL) in (0, 1]

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from rsforge.core.interfaces import Reward
 from rsforge.rewards.common import as_scores, check_batch
 from rsforge.rewards.configs import CountingConfig, ObjectsConfig, SDEConfig
 
@@ -121,7 +122,7 @@ class ObjectVocabulary:
         return counts
 
 
-class _ObjectReward(ABC):
+class _ObjectReward(Reward, ABC):
     name = ""
 
     def __init__(self, config: ObjectsConfig) -> None:

@@ -9,11 +9,12 @@ import torch
 from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 from pycocoevalcap.rouge.rouge import Rouge
 
+from rsforge.core.interfaces import Reward
 from rsforge.rewards.common import as_scores, check_batch
 from rsforge.rewards.configs import BleuConfig, RougeLConfig
 
 
-class Bleu:
+class Bleu(Reward):
     """Sentence BLEU-n of each candidate against its references (pycocoevalcap's 'closest'
     brevity penalty and smoothing), in [0, 1]."""
 
@@ -32,7 +33,7 @@ class Bleu:
         return as_scores(per_order[self.config.n - 1])
 
 
-class RougeL:
+class RougeL(Reward):
     """ROUGE-L F-measure (longest common subsequence, best reference precision and recall), in [0, 1]."""
 
     def __init__(self, config: RougeLConfig) -> None:

@@ -1,6 +1,6 @@
 """Logit regularisers: terms on the policy's token distributions, not on texts.
 
-They follow their own interface, `reads_logits = True` and `(logits (N, L, V), mask (N, L)) -> (N,)`,
+They follow their own interface, `rsforge.core.interfaces.LogitRegulariser`: `(logits (N, L, V), mask (N, L)) -> (N,)`,
 and are registered through `register_rewards` like the rewards; the kernel's `RewardSet` keeps them
 apart and adds `weight * mean(value)` to the SCST loss (a positive weight lowers the value, a
 negative one raises it).
@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import torch
 
+from rsforge.core.interfaces import LogitRegulariser
 from rsforge.rewards.configs import VarentropyConfig
 
 _EPS = 1e-8
 
 
-class Varentropy:
+class Varentropy(LogitRegulariser):
     """Per sequence, the mean over its tokens (mask True; after EOS is False) of the token
     distribution's entropy H = -sum p log p, its varentropy V = sum p (log p + H)^2 (how unevenly
     surprising the candidate tokens are), or V / H."""
 
-    reads_logits = True
 
     def __init__(self, config: VarentropyConfig) -> None:
         self.config = config

@@ -46,7 +46,7 @@ def add_serve_command(cli) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The `ServeConfig` of the parsed flags on top of `--config`; a `ConfigError` names what is wrong."""
-    from rsforge.serve.config import ConfigError, load_config
+    from rsforge.serve.settings import ConfigError, load_config
 
     if args.name and len(args.model_dirs) != 1:
         raise ConfigError("--name needs exactly one MODEL_DIR; name several models in a --config file")
@@ -60,7 +60,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from rsforge.serve.config import ConfigError
+    from rsforge.serve.settings import ConfigError
 
     try:
         config = config_from_args(args)

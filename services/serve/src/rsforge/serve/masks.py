@@ -1,8 +1,9 @@
 """`POST /v1/change/detect`: request parsing and the answer (a PNG or GeoJSON mask and area statistics).
 
 The request is JSON: `{"model": NAME, "before": URL, "after": URL, "format": "png" | "geojson",
-"threshold": 0.5}` with the images as base64 data URLs (as in chat requests). Pure Python + numpy:
-tested without Ray.
+"threshold": 0.5}` with the images as base64 data URLs (as in chat requests), decoded by `images` as
+chat images are. GeoJSON comes from `rsforge.geo.vectorise`, the vectoriser `rsforge detect` uses.
+Pure Python + numpy: tested without Ray.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rsforge.core.data.images import ImageError, load_image
+from rsforge.geo.vectorise import mask_geojson
 from rsforge.serve.client import data_url
-from rsforge.serve.openai_protocol import APIError, Fetch, data_url_bytes
+from rsforge.serve.errors import APIError
+from rsforge.serve.images import Fetch, url_image
 
 FORMATS = ("png", "geojson")
 _FIELDS = {"model", "before", "after", "format", "threshold"}
@@ -50,10 +52,7 @@ def parse_detect_request(
         url = body.get(key)
         if not isinstance(url, str):
             raise APIError(400, f"'{key}' is required: the {key} image as a base64 data URL", param=key)
-        try:
-            images.append(load_image(data_url_bytes(url, key, fetch), image_size, interpolation=interpolation))
-        except ImageError as exc:
-            raise APIError(400, f"{key}: {exc}", param=key) from None
+        images.append(url_image(url, key, image_size, interpolation, fetch))
     return DetectRequest(model_name, torch.stack(images), fmt, float(threshold))
 
 
@@ -84,21 +83,6 @@ def mask_png(mask: np.ndarray) -> str:
     return data_url(Image.fromarray(mask))
 
 
-def mask_geojson(mask: np.ndarray) -> dict[str, Any]:
-    """The non-zero pixels as a GeoJSON FeatureCollection of polygons in pixel coordinates (x right,
-    y down), property `value` as in `rsforge detect --geojson` (255 change, else the class id)."""
-    try:
-        from rasterio.features import shapes
-    except ImportError:
-        raise APIError(501, "format 'geojson' needs rasterio on the server (pip install 'rsforge-core[geo]')",
-                       param="format") from None
-    features = [
-        {"type": "Feature", "properties": {"value": int(value)}, "geometry": geometry}
-        for geometry, value in shapes(mask, mask=mask > 0)
-    ]
-    return {"type": "FeatureCollection", "features": features}
-
-
 def detect_response(model: str, mask: np.ndarray, fmt: str) -> dict[str, Any]:
     """The answer to a detect request for the uint8 (H, W) `mask`."""
     changed = int(np.count_nonzero(mask))
@@ -114,7 +98,12 @@ def detect_response(model: str, mask: np.ndarray, fmt: str) -> dict[str, Any]:
         },
     }
     if fmt == "geojson":
-        out["geojson"] = mask_geojson(mask)
+        try:
+            # Polygons in pixel coordinates (x right, y down): the mask has the model's input size.
+            out["geojson"] = mask_geojson(mask)
+        except ImportError:
+            raise APIError(501, "format 'geojson' needs rasterio on the server (pip install 'rsforge-serve[geo]')",
+                           param="format") from None
     else:
         out["mask_png"] = mask_png(mask)
     return out

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from rsforge.serve.openai_protocol import APIError
+from rsforge.serve.errors import APIError
 
 DEFAULT_FETCH_TIMEOUT_S = 10.0
 
@@ -26,8 +26,8 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class ImageFetcher:
-    """`fetch(url, where)` for `parse_chat_request`: the image bytes at `url`, or an `APIError`
-    naming `where` (the request field) and what went wrong."""
+    """`fetch(url, where)` for the request parsers (`images.Fetch`): the image bytes at `url`, or an
+    `APIError` naming `where` (the request field) and what went wrong."""
 
     def __init__(self, allowed_hosts: list[str], *, max_bytes: int, timeout_s: float = DEFAULT_FETCH_TIMEOUT_S):
         self.allowed_hosts = frozenset(h.lower().rstrip(".") for h in allowed_hosts)

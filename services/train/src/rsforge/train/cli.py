@@ -13,7 +13,7 @@ def _add_common(parser) -> None:
                         help="continue a stopped run from its latest checkpoint (model, optimizer, schedule, "
                              "RNG and data position)")
     parser.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
-    parser.add_argument("--workers", type=int, help="number of Ray Train workers (overrides train.num_workers)")
+    parser.add_argument("--workers", type=int, help="number of Ray Train workers (overrides train.ray_workers)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker (overrides train.use_gpu)")
     parser.add_argument("--cpus-per-worker", type=int, help="CPUs reserved per worker (overrides "
                         "train.cpus_per_worker)")
@@ -52,7 +52,7 @@ def execute(args) -> int:
         raise SystemExit("give a RECIPE to train, or --resume RUN_DIR")
     overrides = {}
     if args.workers:
-        overrides["num_workers"] = args.workers
+        overrides["ray_workers"] = args.workers
     if args.gpu:
         overrides["use_gpu"] = True
     if args.cpus_per_worker:

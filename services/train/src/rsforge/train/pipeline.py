@@ -6,10 +6,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsforge.core.data.loading import load_split, training_texts
-from rsforge.core.evaluate import evaluate, evaluate_baseline
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe
+from rsforge.datasets.loading import load_split, training_texts
+from rsforge.tasks.evaluate import evaluate, evaluate_baseline
 from rsforge.train.ray_job import train_with_ray
 from rsforge.train.report import write_report
 

@@ -16,10 +16,10 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from rsforge.core.atomic import atomic_write_text
-from rsforge.core.data.schema import Sample
 from rsforge.core.model import RECIPE_FILE, RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe
+from rsforge.core.sample import Sample
 from rsforge.train.worker_loop import HISTORY_FILE, MODEL_DIR, FailOnce, train_loop_per_worker
 
 RAY_DIR = "ray"
@@ -55,7 +55,7 @@ def trainer_for(
         # storage_path must be): rank 0 writes metrics.jsonl there, the feature cache defaults there.
         train_loop_config={"recipe": recipe.to_dict(), "samples": samples, "val_samples": val_samples or [],
                            "run_dir": str(run_dir), "fail_once": asdict(fail_once) if fail_once else None},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+        scaling_config=ScalingConfig(num_workers=cfg.ray_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(
             name=RAY_DIR,

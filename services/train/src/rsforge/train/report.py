@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from rsforge.core.atomic import atomic_write_text
-from rsforge.core.data.images import load_image, load_mask
-from rsforge.core.data.schema import Sample
+from rsforge.core.sample import Sample
+from rsforge.datasets.images import load_image, load_mask
 
 HEADLINE = [("captions/all", "BLEU-4"), ("captions/all", "METEOR"), ("captions/all", "ROUGE-L"),
             ("captions/all", "CIDEr"), ("mask", "f1"), ("mask", "iou")]

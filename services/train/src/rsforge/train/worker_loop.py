@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,20 @@ import torch
 from ray.experimental import tqdm_ray
 from torch.utils.data import DataLoader, DistributedSampler
 
-from rsforge.core.assembler import assemble
 from rsforge.core.atomic import atomic_write_text
-from rsforge.core.data.images import load_mask
-from rsforge.core.data.torch_dataset import SampleDataset, collate
-from rsforge.core.feature_cache import FeatureCache, feeding_features
+from rsforge.core.batch import Batch
 from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe, StageConfig, parse_recipe
-from rsforge.core.train_steps import (
+from rsforge.datasets.images import load_mask
+from rsforge.datasets.torch_dataset import SampleDataset, collate
+from rsforge.train.feature_cache import FeatureCache
+from rsforge.train.steps import (
     build_optimizer,
     build_scheduler,
     check_precision,
     evaluation_loss,
     make_grad_scaler,
-    move_batch,
     objective_parameters,
     rng_state,
     seed_everything,
@@ -93,10 +92,8 @@ def make_collate(cache: FeatureCache | None):
     if cache is None:
         return collate
 
-    def collate_with_features(items: list[dict]) -> dict:
-        batch = collate(items)
-        batch["features"] = cache.features([item["sample"].images for item in items])
-        return batch
+    def collate_with_features(items: list[dict]) -> Batch:
+        return replace(collate(items), features=cache.features([item["sample"].images for item in items]))
 
     return collate_with_features
 
@@ -139,7 +136,7 @@ class Trainer:
         self.run_dir = Path(config["run_dir"])
         self.fail_once = FailOnce(**config["fail_once"]) if config.get("fail_once") else None
         seed_everything(self.cfg.seed)  # identical initial weights on every worker
-        self.model = assemble(self.recipe, self.plugins)
+        self.model = RSForgeModel.from_recipe(self.recipe, self.plugins)
         self.device = ray.train.torch.get_device()
         check_precision(self.cfg.precision, self.device)
         self.scaler = make_grad_scaler(self.cfg.precision, self.device)
@@ -176,8 +173,8 @@ class Trainer:
         if stage.kind == "mask":
             if not self.model.mask_heads:
                 raise ValueError(f"train.stages[{index}]: kind 'mask' needs a mask head in the recipe")
-            probe = next(b for b in self._probe_batches() if b["mask_valid"].any())
-            only = objective_parameters(self.model, move_batch(probe, self.device))
+            probe = next(b for b in self._probe_batches() if b.mask_valid.any())
+            only = objective_parameters(self.model, probe.to(self.device))
         if stage.kind == "scst":
             self._setup_rewards(index)
         optimizer = build_optimizer(self.model, self.cfg, lr=stage.lr or self.cfg.lr, only=only)
@@ -192,21 +189,20 @@ class Trainer:
     def _setup_rewards(self, index: int) -> None:
         if self.rewards is not None:
             return
-        from rsforge.core.rewards import RewardSet
+        from rsforge.train.reward_set import RewardSet
 
         if not self.recipe.rewards:
             raise ValueError(f"train.stages[{index}]: kind 'scst' needs `rewards` in the recipe")
         references = [list(s.references) for s in self.dataset.samples if s.references]
         self.rewards = RewardSet.from_recipe(self.recipe, self.plugins, references)
 
-    def step(self, ddp, stage: StageConfig, micro_batches: list[dict], optimizer, scheduler) -> dict[str, float]:
-        batches = [move_batch(b, self.device) for b in micro_batches]
+    def step(self, ddp, stage: StageConfig, micro_batches: list[Batch], optimizer, scheduler) -> dict[str, float]:
+        batches = [b.to(self.device) for b in micro_batches]
         if stage.kind == "scst":
-            from rsforge.core.scst import scst_step
+            from rsforge.train.scst import scst_step
 
             (batch,) = batches  # grad_accum_steps is 1 for SCST (checked at start)
-            with feeding_features(self.model, batch):
-                return scst_step(ddp, batch, optimizer, scheduler, self.rewards, stage, grad_clip=self.cfg.grad_clip)
+            return scst_step(ddp, batch, optimizer, scheduler, self.rewards, stage, grad_clip=self.cfg.grad_clip)
         return train_step(ddp, batches, optimizer, scheduler, grad_clip=self.cfg.grad_clip, kind=stage.kind,
                           precision=self.cfg.precision, scaler=self.scaler)
 
@@ -251,7 +247,7 @@ class Trainer:
     def val_loss(self, stage: StageConfig) -> float:
         loader = DataLoader(self.val_dataset, batch_size=self.cfg.batch_size, collate_fn=self.collate)
         kind = "sft" if stage.kind == "scst" else stage.kind
-        return evaluation_loss(self.model, (move_batch(b, self.device) for b in loader), kind=kind,
+        return evaluation_loss(self.model, (b.to(self.device) for b in loader), kind=kind,
                                precision=self.cfg.precision)
 
     def run(self) -> None:
@@ -300,7 +296,7 @@ class Trainer:
                 bar = tqdm_ray.tqdm(total=self.steps_per_epoch, desc=desc) if self.rank == 0 else None
                 if bar is not None:
                     bar.update(resume_at // accum)
-                micro: list[dict] = []
+                micro: list[Batch] = []
                 batch_index = resume_at
                 for batch in loader:
                     micro.append(batch)

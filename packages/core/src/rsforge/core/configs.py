@@ -1,0 +1,73 @@
+"""Typed part configs. Every part's config derives from `PartConfig`; unknown keys are errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PartConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str
+
+    def prepare(self, corpus: Iterable[str]) -> Self:
+        """Return a config completed from the training texts (a part that learns a vocabulary
+        does it here, so the saved recipe fully describes the part). Default: unchanged."""
+        return self
+
+
+class EncoderConfig(PartConfig):
+    """Encoders read images of `image_size` pixels, already scaled to [0, 1]; they normalise.
+    `interpolation` is how the data loader should resize images to `image_size` (the filter the
+    encoder was trained with)."""
+
+    image_size: int = 224
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+
+
+class BridgeConfig(PartConfig):
+    """`in_dim` / `out_dim` may be left out: the assembler fills them from the neighbours
+    (the upstream part's width, and for the last bridge the decoder's hidden size)."""
+
+    in_dim: int | None = None
+    out_dim: int | None = None
+
+
+class DecoderConfig(PartConfig):
+    pass
+
+
+class HeadConfig(PartConfig):
+    """`in_channels` (per encoder map) is filled by the assembler; `weight` scales the head's loss."""
+
+    in_channels: list[int] | None = None
+    weight: float = 1.0
+
+    def reads_bridged_tokens(self) -> bool:
+        """Whether the head reads the tokens after the bridge chain (else the encoder's). A config
+        with an `in_dim` field gets that width filled in, or checked, by the assembler."""
+        return False
+
+
+class RewardConfig(PartConfig):
+    """`weight`: the reward's factor in the combined reward (a logit regulariser's: of its loss term).
+    `normalise`: standardise the raw reward with its running mean and std before weighting, so rewards
+    of different scales combine; the statistics are Welford's over every score seen, or an EMA with
+    `norm_momentum` (the weight of the newest batch). Regularisers are never normalised."""
+
+    weight: float = 1.0
+    normalise: bool = True
+    norm_momentum: float | None = Field(None, gt=0, le=1)
+
+
+class DatasetConfig(PartConfig):
+    """`weight`: this dataset's share of the training mixture when a recipe lists several."""
+
+    weight: float = Field(1.0, gt=0)
+
+
+class TaskConfig(PartConfig):
+    """Tasks take no options yet; the class keeps every kind of registered thing alike."""

@@ -1,1 +1,0 @@
-"""Data: one sample schema for every task, readers of public layouts, the synthetic generator."""

@@ -1,0 +1,1 @@
+"""Dataset readers of the public releases, the synthetic generator, and the torch dataset."""

@@ -1,0 +1,47 @@
+"""Load a recipe's dataset split through the registered dataset readers; several datasets make a
+weighted mixture."""
+
+from __future__ import annotations
+
+import random
+
+from rsforge.core.plugins import PluginManager
+from rsforge.core.recipe import Recipe
+from rsforge.core.sample import Sample
+
+
+def _load_one(recipe: Recipe, plugins: PluginManager, index: int, split: str) -> list[Sample]:
+    config = recipe.data[index]
+    spec = plugins.registry.get("dataset", config.name, path=f"data[{index}].name")
+    return spec.load_factory()(config, split)
+
+
+def mix(parts: list[list[Sample]], weights: list[float], seed: int) -> list[Sample]:
+    """A training mixture as large as all parts together, each part's share set by its weight:
+    a part is subsampled, or repeated and topped up by a seeded draw, to reach its share."""
+    total = sum(len(p) for p in parts)
+    rng = random.Random(seed)
+    mixed: list[Sample] = []
+    for part, weight in zip(parts, weights, strict=True):
+        if not part:
+            continue
+        share = round(total * weight / sum(weights))
+        repeats, rest = divmod(share, len(part))
+        mixed += part * repeats + rng.sample(part, rest)
+    rng.shuffle(mixed)
+    return mixed
+
+
+def load_split(recipe: Recipe, plugins: PluginManager, split: str) -> list[Sample]:
+    """All datasets' samples of `split`; for training with several datasets, the weighted mixture."""
+    if not recipe.data:
+        raise ValueError(f"recipe '{recipe.name}' has no data section")
+    parts = [_load_one(recipe, plugins, i, split) for i in range(len(recipe.data))]
+    if split == "train" and len(parts) > 1:
+        return mix(parts, [d.weight for d in recipe.data], recipe.train.seed)
+    return [sample for part in parts for sample in part]
+
+
+def training_texts(samples: list[Sample]) -> list[str]:
+    """Every turn's text: what a part that learns a vocabulary must cover."""
+    return [turn.text for sample in samples for turn in sample.conversation]

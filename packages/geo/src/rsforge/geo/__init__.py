@@ -1,0 +1,1 @@
+"""Raster I/O, tiled change detection of whole scenes, and vectorising masks."""

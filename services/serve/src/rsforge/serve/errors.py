@@ -1,0 +1,36 @@
+"""The error every request rule raises: `APIError`, rendered as OpenAI's error object."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class APIError(Exception):
+    """A request the server will not run; `status` is the HTTP status, `param` the offending field.
+
+    The ingress renders it as OpenAI's error object (`to_dict`), so the official `openai` client
+    raises its usual `BadRequestError` / `NotFoundError`."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        kind = "invalid_request_error" if self.status < 500 else "server_error"
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages ("object", "array", "null", ...)."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def excerpt(value: Any, limit: int = 60) -> str:
+    """A value as JSON, cut to `limit` characters, for messages."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
