@@ -15,6 +15,7 @@ from rsforge.core.assembler import assemble_parts
 from rsforge.core.atomic import atomic_dir
 from rsforge.core.batch import Batch, Losses, first_user_turns
 from rsforge.core.interfaces import Generation, GenerationOptions, OnTokens, VisualFeatures
+from rsforge.core.masks import logits_to_mask
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe, parse_recipe
 from rsforge.core.sample import Turn
@@ -22,14 +23,6 @@ from rsforge.core.sample import Turn
 RECIPE_FILE = "recipe.yaml"
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-
-
-def logits_to_mask(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """Mask logits (B, K, H, W) -> a bool change mask (B, H, W) for one channel (probability above
-    `threshold`), or class ids (B, H, W) for K > 1 (argmax)."""
-    if logits.shape[1] == 1:
-        return logits[:, 0].sigmoid() > threshold
-    return logits.argmax(dim=1)
 
 
 class RSForgeModel(nn.Module):

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from rsforge.core.masks import mask_probabilities, mask_to_uint8, probabilities_to_mask
 from rsforge.geo.rasters import MaskWriter, RasterInfo, RasterReader, check_same_grid
 
 DEFAULT_OVERLAP = 32
@@ -111,7 +112,7 @@ class TiledPredictor:
             logits = self.model.mask_logits(images).float()
         if t != self.size:
             logits = F.interpolate(logits, size=(t, t), mode="bilinear", align_corners=False)
-        return logits.sigmoid() if logits.shape[1] == 1 else logits.softmax(dim=1)
+        return mask_probabilities(logits)
 
     def strips(
         self, before: RasterReader, after: RasterReader, progress: tqdm | None = None
@@ -157,14 +158,9 @@ def _pad(array: np.ndarray, tile: int) -> np.ndarray:
 
 
 def to_mask(probs: torch.Tensor, threshold: float) -> np.ndarray:
-    """(K, h, w) probabilities -> uint8 (h, w): 0/255 for K = 1, class ids for K > 1.
-
-    Not the kernel's `logits_to_mask`: the tiles' logits are gone by now, what is thresholded is
-    their blended probabilities (a weighted mean of sigmoids / softmaxes has no logits to go back
-    to), with the same rule: probability above `threshold` for one channel, argmax for K > 1."""
-    if probs.shape[0] == 1:
-        return ((probs[0] > threshold).to(torch.uint8) * 255).numpy()
-    return probs.argmax(dim=0).to(torch.uint8).numpy()
+    """Blended (K, h, w) probabilities -> uint8 (h, w): 0/255 for K = 1, class ids for K > 1, by the
+    kernel's rule (`rsforge.core.masks`)."""
+    return mask_to_uint8(probabilities_to_mask(probs[None], threshold)[0]).numpy()
 
 
 def detect(

@@ -33,6 +33,7 @@ import torch
 from ray import serve
 
 from rsforge.core.interfaces import Generation, GenerationOptions
+from rsforge.core.masks import mask_to_uint8
 from rsforge.serve.openai_requests import ChatRequest
 
 logger = logging.getLogger("ray.serve")
@@ -217,6 +218,4 @@ class ModelDeployment:
         images = images.to(self.device)
         with self._model_lock:
             mask = self.model.predict_mask(images[None, 0], images[None, 1], threshold=threshold)[0]
-        if mask.dtype == torch.bool:
-            return mask.to(torch.uint8).mul(255).cpu().numpy()
-        return mask.to(torch.uint8).cpu().numpy()
+        return mask_to_uint8(mask).cpu().numpy()
