@@ -1,8 +1,8 @@
-"""Reward configs. Pydantic only: importing them (at registration) must not import torch.
+"""Reward configs. Pydantic only: importing them must not import torch.
 
 Every reward config has `weight` (its share of the combined reward, or for a logit regulariser the
-factor of its loss term) and `normalise`/`norm_momentum` (the kernel's running normalisation; see
-`rsforge.core.configs.RewardConfig`).
+factor of its loss term) and `normalise`/`norm_momentum` (the running normalisation the trainer's
+`RewardSet` applies; see `rsforge.core.configs.RewardConfig`).
 """
 
 from typing import Literal

@@ -1,7 +1,7 @@
 """Logit regularisers: terms on the policy's token distributions, not on texts.
 
 They follow their own interface, `rsforge.core.interfaces.LogitRegulariser`: `(logits (N, L, V), mask (N, L)) -> (N,)`,
-and are registered through `register_rewards` like the rewards; the kernel's `RewardSet` keeps them
+and are registered through `register_rewards` like the rewards; the trainer's `RewardSet` keeps them
 apart and adds `weight * mean(value)` to the SCST loss (a positive weight lowers the value, a
 negative one raises it).
 """

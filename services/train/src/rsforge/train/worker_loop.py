@@ -1,7 +1,7 @@
 """The per-worker training loop that Ray Train runs on every worker.
 
 Each worker rebuilds the model from the recipe (plain data) with its own installed plugins, reads
-its shard of the training samples, and runs the kernel's pure-torch steps stage by stage. Every
+its shard of the training samples, and runs the pure-torch steps (`rsforge.train.steps`) stage by stage. Every
 `checkpoint_every` optimizer steps (or every epoch) all workers report one merged checkpoint: rank 0
 writes model + optimizer + scheduler + position (stage, epoch, next batch, step) + history, every rank
 its own RNG state. A restarted worker group resumes at the next batch of the same epoch, so its loss
