@@ -170,13 +170,13 @@ class Trainer:
     def stage_optimizer(self, index: int):
         stage = self.stages[index]
         only = None
+        # The assembler already refused stages the model cannot run (a mask stage without a mask head,
+        # an scst stage without rewards or continuation log-probs).
         if stage.kind == "mask":
-            if not self.model.mask_heads:
-                raise ValueError(f"train.stages[{index}]: kind 'mask' needs a mask head in the recipe")
             probe = next(b for b in self._probe_batches() if b.mask_valid.any())
             only = objective_parameters(self.model, probe.to(self.device))
         if stage.kind == "scst":
-            self._setup_rewards(index)
+            self._setup_rewards()
         optimizer = build_optimizer(self.model, self.cfg, lr=stage.lr or self.cfg.lr, only=only)
         scheduler = build_scheduler(optimizer, self.cfg, total_steps=stage.epochs * self.steps_per_epoch)
         return optimizer, scheduler
@@ -186,13 +186,11 @@ class Trainer:
         yield from loader
         raise ValueError("a mask stage needs training samples with masks; none has one")
 
-    def _setup_rewards(self, index: int) -> None:
+    def _setup_rewards(self) -> None:
         if self.rewards is not None:
             return
         from rsforge.train.reward_set import RewardSet
 
-        if not self.recipe.rewards:
-            raise ValueError(f"train.stages[{index}]: kind 'scst' needs `rewards` in the recipe")
         references = [list(s.references) for s in self.dataset.samples if s.references]
         self.rewards = RewardSet.from_recipe(self.recipe, self.plugins, references)
 
