@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.request
 import zlib
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -38,6 +39,14 @@ def forged_png(width: int, height: int) -> bytes:
     raw[ihdr : ihdr + 8] = struct.pack(">II", width, height)
     raw[ihdr + 13 : ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(raw[ihdr - 4 : ihdr + 13])))
     return bytes(raw)
+
+
+def ztxt_bomb_png() -> bytes:
+    """A valid PNG with a zTXt chunk that inflates to 50 MB (Pillow refuses it with a ValueError)."""
+    raw = png_bytes(Image.new("RGB", (8, 8)))
+    data = b"k\x00\x00" + zlib.compress(b"\x00" * (50 * 1024 * 1024), 9)
+    chunk = struct.pack(">I", len(data)) + b"zTXt" + data + struct.pack(">I", zlib.crc32(b"zTXt" + data))
+    return raw[:33] + chunk + raw[33:]  # after the signature and the IHDR chunk
 
 
 class _Images(http.server.BaseHTTPRequestHandler):
@@ -80,7 +89,7 @@ def server(ray_session, tiny_model_dir, image_host):
     from rsforge.serve.settings import ServeConfig
 
     config = ServeConfig(models=[{"path": str(tiny_model_dir), "name": "pair"}], port=free_port(), api_key=KEY,
-                         allow_image_hosts=["127.0.0.1"])
+                         allow_image_hosts=["127.0.0.1"], max_body_bytes=MAX_BODY)
     app = run(config, blocking=False)
     yield app
     serve.shutdown()
@@ -113,6 +122,8 @@ def assert_still_serving(server) -> None:
 
 
 URL = "messages[0].content[1].image_url.url"
+TEXT = "messages[0].content[0].text"
+MAX_BODY = 2_000_000
 GOOD = data_url(AFTER)
 CASES = [
     ("malformed-json", "/v1/chat/completions", b"{oops", 400, None, "not valid JSON"),
@@ -143,6 +154,18 @@ CASES = [
     ("detect-bad-format", "/v1/change/detect", {"model": "pair", "before": GOOD, "after": GOOD, "format": "tiff"},
      400, "format", "'format' must be one of"),
     ("detect-missing-after", "/v1/change/detect", {"model": "pair", "before": GOOD}, 400, "after", "is required"),
+    # Issue 20: each of these was a 500 (or cost the replica minutes) before.
+    ("lone-surrogate", "/v1/chat/completions", chat(text="x \ud800 y"), 400, TEXT, "lone surrogate"),
+    ("surrogate-in-model", "/v1/chat/completions", chat(model="\ud800"), 404, "model", "does not exist"),
+    ("text-part-too-long", "/v1/chat/completions", chat(text="x" * 40_000), 400, TEXT, "over the limit"),
+    ("body-too-large", "/v1/chat/completions", chat(text="x " * MAX_BODY), 413, None, "over the limit"),
+    ("json-nested-deep", "/v1/chat/completions", b"[" * 100_000 + b"]" * 100_000, 400, None, "nested too deeply"),
+    ("json-5000-digit-integer", "/v1/chat/completions", b'{"model": "pair", "n": ' + b"9" * 5000 + b"}", 400, None,
+     "not valid JSON"),
+    ("png-ztxt-bomb", "/v1/chat/completions", with_urls(data_url(ztxt_bomb_png()), GOOD), 400, URL,
+     "cannot read the image"),
+    ("huge-all-zero-png", "/v1/chat/completions", with_urls(data_url(png_bytes(Image.new("RGB", (5000, 5000)))), GOOD),
+     400, URL, "refused before decoding"),
 ]
 
 
@@ -179,7 +202,40 @@ def test_allowed_host_images_are_fetched_and_redirects_are_not_followed(server, 
 
 
 def test_a_bad_request_in_a_batch_does_not_fail_the_others(server):
-    bodies = [chat()] * 6 + [chat(text="many words " * 150)]
+    bodies = [chat()] * 6 + [chat(text="many words " * 150), chat(text="x \ud800 y")]
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
         results = list(pool.map(lambda b: post(server, "/v1/chat/completions", b), bodies))
-    assert [status for status, _ in results] == [200] * 6 + [400]
+    assert [status for status, _ in results] == [200] * 6 + [400, 400]
+
+
+def test_a_temperature_too_cold_to_sample_is_answered_greedily(server):
+    status, body = post(server, "/v1/chat/completions", chat(temperature=1e-40))
+    assert status == 200, body
+    assert body["choices"][0]["message"]["content"] == post(server, "/v1/chat/completions", chat())[1]["choices"][0][
+        "message"]["content"]
+
+
+def get(server, path: str, key: str | None = KEY) -> tuple[int, Any, dict]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    request = urllib.request.Request(server.url.removesuffix("/v1") + path, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, json.loads(exc.read())
+
+
+def test_405_names_the_allowed_methods_and_401_the_auth_scheme(server):
+    status, headers, body = get(server, "/v1/chat/completions")
+    assert status == 405 and headers["Allow"] == "POST" and body["error"]["type"] == "invalid_request_error"
+    status, headers, body = get(server, "/v1/models", key=None)
+    assert status == 401 and headers["WWW-Authenticate"] == "Bearer" and body["error"]["code"] == "invalid_api_key"
+
+
+def test_openapi_describes_the_post_bodies_and_their_errors(server):
+    status, _, schema = get(server, "/openapi.json")
+    assert status == 200
+    chat_post = schema["paths"]["/v1/chat/completions"]["post"]
+    assert chat_post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("ChatCompletionRequest")
+    assert {"400", "401", "404", "413", "500", "503"} <= set(chat_post["responses"])
+    assert "ChangeDetectRequest" in schema["components"]["schemas"]

@@ -131,3 +131,34 @@ def test_a_decoder_that_does_not_stream_batches_equal_max_tokens_and_streams_who
     for outcome, got in zip(outcomes, pieces, strict=True):
         text = outcome["choices"][0][0]
         assert got == ([(0, text)] if text else [])
+
+
+def test_any_failure_in_a_batch_reruns_each_request_alone(replica, monkeypatch):
+    generate = replica.model.generate
+
+    def choking(images, conversations, options, **kwargs):
+        # As a tokenizer does on a lone surrogate: a TypeError, not the ValueError of a prompt too long.
+        if any("\ud800" in turn.text for conversation in conversations for turn in conversation):
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, ...] at 0x7f pid 4242")
+        return generate(images, conversations, options, **kwargs)
+
+    monkeypatch.setattr(replica.model, "generate", choking)
+    outcomes, _ = run(replica, [chat(0), chat(1, text="x \ud800 y"), chat(2)])
+    assert "choices" in outcomes[0] and "choices" in outcomes[2]
+    error = outcomes[1]["error"]
+    assert error["status"] == 500 and "request id req_" in error["message"] and "4242" not in error["message"]
+
+
+def test_finish_reason_is_length_when_the_context_runs_out_and_stop_on_the_last_allowed_token(replica):
+    full, _ = run(replica, [chat(0, max_tokens=12)])
+    answer = full[0]["choices"][0][0].split()
+    # A stop string that is the k-th word of the answer, with max_tokens ending generation right there.
+    k = next(i for i, word in enumerate(answer) if i > 0 and answer.index(word) == i)
+    stop = answer[k]
+    tokens = next(n for n in range(1, 13) if stop in run(replica, [chat(0, max_tokens=n)])[0][0]["choices"][0][0])
+    for stream in (False, True):
+        (outcome,), _ = run(replica, [chat(0, max_tokens=tokens, stop=(stop,))], stream=stream)
+        assert outcome["choices"][0] == (" ".join(answer[:k]), "stop") and outcome["completion_tokens"] == tokens
+    # A prompt that leaves a few positions of the context: the answer ends there, short of max_tokens.
+    (outcome,), _ = run(replica, [chat(0, text="there " * 70, max_tokens=64)])
+    assert outcome["choices"][0][1] == "length" and outcome["completion_tokens"] < 64

@@ -4,6 +4,7 @@ import base64
 import http.server
 import io
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -51,6 +52,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/slow":
             threading.Event().wait(2)  # longer than the fetcher's timeout
+        if self.path == "/trickle":  # headers at once, then a byte every 0.2 s: each read is quick
+            self.send_response(200)
+            self.send_header("Content-Length", "40")
+            self.end_headers()
+            for _ in range(40):
+                self.wfile.write(b"\0")
+                self.wfile.flush()
+                threading.Event().wait(0.2)
+            return
         if self.path == "/moved":
             self.send_response(301)
             self.send_header("Location", "http://10.0.0.1/")
@@ -143,3 +153,24 @@ def test_geojson_without_rasterio_is_a_clear_501(monkeypatch):
     with pytest.raises(APIError) as info:
         detect_response("m", np.full((2, 2), 255, np.uint8), "geojson")
     assert info.value.status == 501 and "rasterio" in info.value.message
+
+
+def test_a_fetch_has_a_total_deadline_not_one_per_read(host):
+    fetch = ImageFetcher(["127.0.0.1"], max_bytes=300, timeout_s=1.0)
+    start = time.monotonic()
+    with pytest.raises(APIError, match="did not arrive within 1 s") as info:
+        fetch(f"http://{host}/trickle", "before")
+    # Per read, the 1 s timeout never fires: the whole body would take 8 s.
+    assert info.value.param == "before" and time.monotonic() - start < 2.5
+
+
+def test_requests_naming_remote_images_are_told_apart():
+    from rsforge.serve.remote import names_remote_image
+
+    part = {"type": "image_url", "image_url": {"url": "https://tiles.example.org/a.png"}}
+    assert names_remote_image({"messages": [{"role": "user", "content": [part]}]})
+    assert names_remote_image({"before": "http://h/a.png", "after": "data:image/png;base64,AA=="})
+    inline = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+    text = {"type": "text", "text": "see https://example.org"}
+    assert not names_remote_image({"messages": [{"role": "user", "content": [text, inline]}, "junk"]})
+    assert not names_remote_image([1, 2]) and not names_remote_image({"messages": "x"})

@@ -1,6 +1,7 @@
 """`rsforge serve` is registered through the plugin hook, cheaply, with the documented options."""
 
 import argparse
+import os
 import subprocess
 import sys
 import textwrap
@@ -100,3 +101,37 @@ def test_printed_client_example_is_valid_python():
     assert 'data_url("before.png")' in text and 'data_url("after.png")' in text
     compile(textwrap.dedent(text.split("\n", 1)[1]), "example", "exec")
     assert 'data_url("image.png")' in client_example("http://x/v1", "one", 1)
+
+
+def test_the_api_key_comes_from_a_file_or_the_environment_never_needing_a_flag(tmp_path, monkeypatch):
+    a = model_dir(tmp_path / "a")
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret\n")
+    monkeypatch.setenv("RSFORGE_API_KEY", "from-env")
+    assert config_from_args(parse(str(a), "--api-key-file", str(key_file))).api_key == "s3cret"
+    assert config_from_args(parse(str(a))).api_key == "from-env"
+    file = tmp_path / "serve.yaml"
+    file.write_text(f"api_key_file: {key_file}\n")
+    assert config_from_args(parse(str(a), "--config", str(file))).api_key == "s3cret"
+    for argv, words in (([str(a), "--api-key-file", str(tmp_path / "none")], "api_key_file: cannot read"),
+                        ([str(a), "--api-key-file", str(file), "--api-key", "k"], "one way")):
+        with pytest.raises(ConfigError, match=words):
+            config_from_args(parse(*argv))
+    key_file.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        config_from_args(parse(str(a), "--api-key-file", str(key_file)))
+
+
+def test_a_local_ray_binds_its_ports_to_loopback():
+    # Ray reads the setting when imported, so the check runs in a fresh interpreter.
+    code = (
+        "import os\n"
+        "os.environ.pop('RAY_ADDRESS', None)\n"
+        "from rsforge.serve.cli import use_loopback_ray\n"
+        "use_loopback_ray(None)\n"
+        "from ray._private.services import get_node_ip_address\n"
+        "print(get_node_ip_address())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip() == "127.0.0.1"

@@ -68,6 +68,7 @@ def build_app(config: ServeConfig) -> Application:
         "api_key": config.api_key,
         "allow_image_hosts": config.allow_image_hosts,
         "image_fetch_timeout_s": config.image_fetch_timeout_s,
+        "limits": vars(config.limits),
     }
     return Ingress.bind(models, settings)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 DESCRIPTION = """\
@@ -11,7 +12,13 @@ streamed; images as base64 data URLs in `image_url` parts, in order before/after
 /v1/change/detect (change mask + statistics), GET /v1/models, /healthz, /metrics, and a web page
 at /. Several model directories are served side by side, routed by the request's `model`.
 Settings come from the flags or a YAML file (--config); flags win. Binds to 127.0.0.1 by default;
-pass --host 0.0.0.0 to expose it."""
+pass --host 0.0.0.0 to expose it. A new local Ray instance binds its own ports (metrics, dashboard,
+GCS) to 127.0.0.1 too."""
+
+# Read by Ray once, when it is imported. Off, a new local instance binds every port it opens (GCS,
+# raylet, the metrics exporter, the dashboard) to 127.0.0.1 rather than all interfaces, where the
+# metrics port would answer anyone on the network without auth. A cluster (--address) is untouched.
+RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def add_serve_command(cli) -> None:
@@ -36,7 +43,9 @@ def add_serve_command(cli) -> None:
     parser.add_argument("--num-gpus", type=float, help="GPUs reserved per model replica (default: 0)")
     parser.add_argument("--max-batch-size", type=int, help="most requests in one batched generation (default: 16)")
     parser.add_argument("--batch-wait-ms", type=float, help="how long a batch waits to fill, in ms (default: 10)")
-    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $RSFORGE_API_KEY, if set)")
+    parser.add_argument("--api-key-file", metavar="FILE",
+                        help="require 'Authorization: Bearer KEY' with the KEY in FILE (default: $RSFORGE_API_KEY)")
+    parser.add_argument("--api-key", help="the key itself; visible to every local user in `ps`, prefer the above")
     parser.add_argument(
         "--allow-image-host", action="append", metavar="HOST", dest="allow_image_hosts",
         help="fetch http(s) image URLs from HOST (repeatable; default: remote URLs are refused)",
@@ -54,7 +63,7 @@ def config_from_args(args: argparse.Namespace):
     overrides = {
         key: getattr(args, key)
         for key in ("host", "port", "replicas", "min_replicas", "max_replicas", "num_cpus", "num_gpus",
-                    "max_batch_size", "batch_wait_ms", "api_key", "allow_image_hosts")
+                    "max_batch_size", "batch_wait_ms", "api_key", "api_key_file", "allow_image_hosts")
     }
     return load_config(args.config, models=models, **overrides).checked()
 
@@ -67,6 +76,7 @@ def serve_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rsforge serve: error: {exc}", file=sys.stderr)
         return 2
+    use_loopback_ray(args.address)
     from rsforge.serve.app import run
 
     try:
@@ -82,6 +92,12 @@ def serve_command(args: argparse.Namespace) -> int:
         print(client_example(app.url, chat["model"], chat["num_images"]))
     app.wait()
     return 0
+
+
+def use_loopback_ray(address: str | None) -> None:
+    """Before Ray is imported: a new local instance (no `address`, no $RAY_ADDRESS) binds to loopback."""
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault(RAY_LOOPBACK_ENV, "0")
 
 
 def client_example(url: str, model: str, num_images: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 
@@ -13,6 +14,8 @@ class APIError(Exception):
     raises its usual `BadRequestError` / `NotFoundError`."""
 
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+        # Messages and params echo client input, which may hold lone surrogates that no UTF-8 answer can carry.
+        message, param = _printable(message), None if param is None else _printable(param)
         super().__init__(message)
         self.status = status
         self.message = message
@@ -22,6 +25,10 @@ class APIError(Exception):
     def to_dict(self) -> dict[str, Any]:
         kind = "invalid_request_error" if self.status < 500 else "server_error"
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def json_type(value: Any) -> str:
@@ -34,3 +41,16 @@ def excerpt(value: Any, limit: int = 60) -> str:
     """A value as JSON, cut to `limit` characters, for messages."""
     text = json.dumps(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def request_id() -> str:
+    """An id for one failed request: the client gets it in the answer, the server log gets the details."""
+    return f"req_{uuid.uuid4().hex}"
+
+
+def server_error(rid: str, status: int = 500) -> APIError:
+    """A 5xx for a fault on this side: a generic message and the request id, never the exception itself
+    (it may name actors, processes and node addresses)."""
+    message = (f"the server could not answer this request (request id {rid}; the server log has the details)"
+               if status == 500 else f"the model is restarting or overloaded; retry shortly (request id {rid})")
+    return APIError(status, message, code="internal_error" if status == 500 else "service_unavailable")

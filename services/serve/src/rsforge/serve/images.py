@@ -1,22 +1,37 @@
 """Request images: a data URL (or an allowed remote URL) -> bytes -> a model-sized tensor.
 
 The one place both endpoints decode images: chat `image_url` parts and the change-mask `before` /
-`after` fields. Decoding itself is `rsforge.datasets.images.load_image` (format sniffing, pixel
-limits, resizing as in training); here only its failures become `APIError`s naming the field.
+`after` fields. Decoding follows `rsforge.datasets.images.load_image` (8-bit RGB, resized with the
+model's interpolation as in training) but is built for untrusted uploads: the pixel limit is checked
+from the header before any pixel is decoded, a JPEG is decoded straight at the smallest scale still
+at least the model's size (`draft`), and shrinking first reduces by an integer factor, so a big image
+costs a fraction of a full-size decode and resize. Every failure is an `APIError` naming the field.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 from collections.abc import Callable
 
+import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
-from rsforge.datasets.images import ImageError, load_image
+from rsforge.datasets.images import INTERPOLATIONS
 from rsforge.serve.errors import APIError, excerpt
+from rsforge.serve.limits import DEFAULT_MAX_IMAGE_PIXELS
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+# Modes with more than 8 bits per channel: PIL would clip them to 0-255 without a word.
+_WIDE_MODES = frozenset({"I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
+# Shrink by an integer factor (a cheap box reduction) while the image stays over 3x the target, then
+# resample: Pillow documents the result as indistinguishable from a full resample at this gap.
+REDUCING_GAP = 3.0
+# What Pillow raises on hostile bytes besides OSError: `ValueError("Decompressed data too large")` for
+# zTXt/iCCP chunks that inflate too far, SyntaxError and EOFError from broken headers.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 # `fetch(url, where) -> bytes` reads a remote image (see `remote.py`); None refuses remote URLs.
 Fetch = Callable[[str, str], bytes]
@@ -62,15 +77,39 @@ def data_url_bytes(url: str, where: str, fetch: Fetch | None = None) -> bytes:
         raise APIError(400, f"{where}: the data URL is not valid base64 ({exc})", param=where) from None
 
 
-def decode_image(data: bytes, image_size: int, interpolation: str, where: str) -> torch.Tensor:
-    """Image bytes -> (3, image_size, image_size) in [0, 1]; bytes that are no image (or too many
-    pixels) are a 400 naming `where`."""
+def decode_image(data: bytes, image_size: int, interpolation: str, where: str,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> torch.Tensor:
+    """Image bytes -> (3, image_size, image_size) in [0, 1]; bytes that are no image, over
+    `max_pixels` or broken are a 400 naming `where`."""
     try:
-        return load_image(data, image_size, interpolation=interpolation)
-    except ImageError as exc:
-        raise APIError(400, f"{where}: {exc}", param=where) from None
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise APIError(400, f"{where}: refused as a decompression bomb: {exc}", param=where) from None
+    except UnidentifiedImageError:
+        raise APIError(400, f"{where}: not an image in a format PIL can read", param=where) from None
+    except _DECODE_ERRORS as exc:
+        raise APIError(400, f"{where}: cannot read the image: {exc}", param=where) from None
+    with img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise APIError(400, f"{where}: image is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit "
+                           f"of {max_pixels / 1e6:.1f} MP; refused before decoding", param=where)
+        if img.mode in _WIDE_MODES:
+            raise APIError(400, f"{where}: {img.mode} image (more than 8 bits per channel); send 8-bit RGB",
+                           param=where)
+        img.draft("RGB", (image_size, image_size))  # JPEG only (DCT scaling); other formats ignore it
+        try:
+            img.load()
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
+            if rgb.size != (image_size, image_size):
+                rgb = rgb.resize((image_size, image_size), INTERPOLATIONS[interpolation], reducing_gap=REDUCING_GAP)
+            array = np.array(rgb, dtype=np.uint8)
+        except _DECODE_ERRORS as exc:
+            raise APIError(400, f"{where}: truncated or corrupt image data: {exc}", param=where) from None
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
 
 
-def url_image(url: str, where: str, image_size: int, interpolation: str, fetch: Fetch | None = None) -> torch.Tensor:
+def url_image(url: str, where: str, image_size: int, interpolation: str, fetch: Fetch | None = None,
+              max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> torch.Tensor:
     """The image a data URL (or an allowed remote URL) at `where` holds, decoded for the model."""
-    return decode_image(data_url_bytes(url, where, fetch), image_size, interpolation, where)
+    return decode_image(data_url_bytes(url, where, fetch), image_size, interpolation, where, max_pixels)

@@ -8,6 +8,7 @@ model replica sees it; every error, ours or a replica's, answers in OpenAI's err
 # No `from __future__ import annotations` here: Serve's ingress re-wraps the route methods and FastAPI
 # must see real classes (a string "Request" would become a query parameter).
 import asyncio
+import functools
 import hmac
 import importlib.resources
 import logging
@@ -18,11 +19,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
-from rsforge.serve.errors import APIError
+from rsforge.serve.errors import APIError, request_id, server_error
 from rsforge.serve.images import MAX_IMAGE_BYTES
+from rsforge.serve.limits import Limits
 from rsforge.serve.masks import DetectRequest, detect_response, parse_detect_request
 from rsforge.serve.openai_requests import ChatRequest, load_json, parse_chat_request, requested_model
 from rsforge.serve.openai_responses import (
@@ -34,16 +38,22 @@ from rsforge.serve.openai_responses import (
     sse,
     usage_chunk,
 )
+from rsforge.serve.openapi import CHAT_ROUTE, DETECT_ROUTE, install_openapi
 from rsforge.serve.prometheus import Metrics
-from rsforge.serve.remote import ImageFetcher
+from rsforge.serve.remote import ImageFetcher, names_remote_image
 
 # Routes counted by name in /metrics; anything else is "other", so random paths cannot grow the label set.
 ROUTES = ("/", "/healthz", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/change/detect")
 OPEN_ROUTES = ("/", "/healthz")  # no API key needed: the page itself holds no data, health checks carry none
 INGRESS_MAX_ONGOING = 1024  # the ingress only awaits model replicas, so it can hold many requests at once
+# What Ray raises while a model replica is dead, restarting or full: a 503 the client may retry, not a 500.
+UNAVAILABLE = (RayActorError, ActorUnavailableError, DeploymentUnavailableError, ReplicaUnavailableError,
+               BackPressureError)
+RETRY_AFTER_S = 2
 
 logger = logging.getLogger("ray.serve")
 api = FastAPI(title="rsforge serve", summary="OpenAI-compatible chat and change-mask API for rsforge models")
+install_openapi(api)
 
 
 @api.exception_handler(APIError)
@@ -53,35 +63,46 @@ async def _api_error(_: Request, exc: APIError) -> JSONResponse:
 
 @api.exception_handler(HTTPException)
 async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-    # Unknown routes and wrong methods answer in OpenAI's error shape too, so clients parse one format.
-    return JSONResponse(APIError(exc.status_code, str(exc.detail)).to_dict(), status_code=exc.status_code)
+    # Unknown routes and wrong methods answer in OpenAI's error shape too, so clients parse one format;
+    # the exception's headers carry what HTTP requires with it (`Allow` on a 405).
+    return JSONResponse(APIError(exc.status_code, str(exc.detail)).to_dict(), status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+def server_fault(exc: BaseException) -> JSONResponse:
+    """A fault on this side (a replica that died, a bug) in OpenAI's error shape: a generic message and
+    a request id; the exception, which may name actors, pids and node addresses, goes to the log only."""
+    rid = request_id()
+    status = 503 if isinstance(exc, UNAVAILABLE) else 500
+    logger.error("request %s failed", rid, exc_info=exc)
+    headers = {"X-Request-Id": rid} | ({"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {})
+    return JSONResponse(server_error(rid, status).to_dict(), status_code=status, headers=headers)
 
 
 @api.exception_handler(Exception)
-async def _server_error(_: Request, exc: Exception) -> JSONResponse:
-    # A fault on this side (a replica that died, a bug): logged, and still in OpenAI's error shape.
-    logger.exception("request failed", exc_info=exc)
-    error = APIError(500, f"internal error: {type(exc).__name__}: {exc}")
-    return JSONResponse(error.to_dict(), status_code=500)
+async def _last_resort(_: Request, exc: Exception) -> JSONResponse:
+    # Whatever escapes the middleware below: without this handler Starlette answers a plain-text 500.
+    return server_fault(exc)
 
 
 @api.middleware("http")
 async def _auth_and_metrics(request: Request, call_next):
     start = time.perf_counter()
     path = request.url.path
-    ingress: Ingress = request.app.state.ingress
-    if ingress.api_key is not None and path not in OPEN_ROUTES and not ingress.authorized(request):
-        error = APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
-        response = JSONResponse(error.to_dict(), status_code=401)
-    else:
-        try:
+    try:
+        ingress: Ingress = request.app.state.ingress
+        if ingress.api_key is not None and path not in OPEN_ROUTES and not ingress.authorized(request):
+            error = APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                             code="invalid_api_key")
+            response = JSONResponse(error.to_dict(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        else:
             response = await call_next(request)
-        except Exception:
-            # Answered as a 500 by `_server_error`, outside this middleware; counted here.
-            ingress.metrics.observe_request(path if path in ROUTES else "other", 500, time.perf_counter() - start)
-            raise
-    ingress.metrics.observe_request(path if path in ROUTES else "other", response.status_code,
-                                    time.perf_counter() - start)
+    except Exception as exc:
+        # Answered here rather than re-raised: an exception leaving the app would reach Ray Serve,
+        # which answers a plain-text "Internal Server Error".
+        response = server_fault(exc)
+    request.app.state.ingress.metrics.observe_request(path if path in ROUTES else "other", response.status_code,
+                                                      time.perf_counter() - start)
     return response
 
 
@@ -97,6 +118,7 @@ class Ingress:
     def __init__(self, models: dict[str, DeploymentHandle], settings: dict[str, Any]) -> None:
         self.models = models
         self.api_key: str | None = settings.get("api_key")
+        self.limits = Limits(**settings.get("limits", {}))
         hosts = settings.get("allow_image_hosts") or []
         self.fetch = ImageFetcher(hosts, max_bytes=MAX_IMAGE_BYTES, timeout_s=settings["image_fetch_timeout_s"]) \
             if hosts else None
@@ -134,17 +156,40 @@ class Ingress:
         infos = [await self._info(name) for name in self.models]
         return model_list([(i["model"], i["created"]) for i in infos])
 
-    @api.post("/v1/chat/completions")
+    async def _parse(self, parse, body: Any, **kwargs: Any) -> Any:
+        """`parse(body, **kwargs)` off the event loop (image decoding is blocking work); a body naming a
+        remote image on the fetcher's own pool, so slow hosts never hold the threads inline images use."""
+        pool = self.fetch.pool if self.fetch is not None and names_remote_image(body) else None
+        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(parse, body, **kwargs))
+
+    async def _body(self, request: Request) -> bytes:
+        """The request body, refused with a 413 as soon as it passes `max_body_bytes` (by its declared
+        length, else while it is read), before any of it is parsed."""
+        limit = self.limits.max_body_bytes
+        too_large = APIError(413, f"the request body is over the limit of {limit} bytes (max_body_bytes)",
+                             code="request_too_large")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @api.post("/v1/chat/completions", **CHAT_ROUTE)
     async def chat_completions(self, request: Request):
-        body = load_json(await request.body())
+        body = load_json(await self._body(request))
         name = requested_model(body, list(self.models))
         info = await self._info(name)
         if not info["chat"]:
             raise APIError(400, f"the model '{name}' has no decoder, so it cannot chat", param="model")
-        # Image decoding (and any allowed fetch) is blocking work: off the event loop.
-        chat = await asyncio.to_thread(
+        chat = await self._parse(
             parse_chat_request, body, model_name=name, num_images=info["num_images"],
             image_size=info["image_size"], interpolation=info["interpolation"], fetch=self.fetch,
+            limits=self.limits, max_context=info.get("max_context"),
         )
         handle = self.models[name]
         if chat.stream:
@@ -193,17 +238,17 @@ class Ingress:
         return StreamingResponse(body(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @api.post("/v1/change/detect")
+    @api.post("/v1/change/detect", **DETECT_ROUTE)
     async def change_detect(self, request: Request) -> dict[str, Any]:
-        body = load_json(await request.body())
+        body = load_json(await self._body(request))
         masks = [name for name in self.models if (await self._info(name))["masks"]]
         if isinstance(body, dict) and "model" not in body and len(masks) == 1:
             body = {**body, "model": masks[0]}  # one mask model: `model` may be left out
         name = requested_model(body, list(self.models))
         info = await self._info(name)
-        parsed: DetectRequest = await asyncio.to_thread(
+        parsed: DetectRequest = await self._parse(
             parse_detect_request, body, model_name=name, image_size=info["image_size"],
-            interpolation=info["interpolation"], fetch=self.fetch,
+            interpolation=info["interpolation"], fetch=self.fetch, max_pixels=self.limits.max_image_pixels,
         )
         outcome = await self.models[name].detect.remote(parsed.images, parsed.threshold)
         if "error" in outcome:

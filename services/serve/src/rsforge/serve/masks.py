@@ -20,6 +20,7 @@ from rsforge.geo.vectorise import mask_geojson
 from rsforge.serve.client import data_url
 from rsforge.serve.errors import APIError
 from rsforge.serve.images import Fetch, url_image
+from rsforge.serve.limits import DEFAULT_MAX_IMAGE_PIXELS
 
 FORMATS = ("png", "geojson")
 _FIELDS = {"model", "before", "after", "format", "threshold"}
@@ -34,7 +35,8 @@ class DetectRequest:
 
 
 def parse_detect_request(
-    body: Any, *, model_name: str, image_size: int, interpolation: str = "bilinear", fetch: Fetch | None = None
+    body: Any, *, model_name: str, image_size: int, interpolation: str = "bilinear", fetch: Fetch | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> DetectRequest:
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object")
@@ -52,7 +54,7 @@ def parse_detect_request(
         url = body.get(key)
         if not isinstance(url, str):
             raise APIError(400, f"'{key}' is required: the {key} image as a base64 data URL", param=key)
-        images.append(url_image(url, key, image_size, interpolation, fetch))
+        images.append(url_image(url, key, image_size, interpolation, fetch, max_pixels))
     return DetectRequest(model_name, torch.stack(images), fmt, float(threshold))
 
 

@@ -17,6 +17,7 @@ import torch
 from rsforge.core.sample import Turn
 from rsforge.serve.errors import APIError, excerpt, json_type
 from rsforge.serve.images import Fetch, data_url_bytes, decode_image
+from rsforge.serve.limits import DEFAULT_LIMITS, Limits, check_prompt, check_text
 
 MAX_TOKENS_LIMIT = 512
 DEFAULT_MAX_TOKENS = 64
@@ -25,6 +26,9 @@ MAX_STOP_STRINGS = 4  # OpenAI's own limit
 MAX_STOP_LENGTH = 64
 # Greedy by default (OpenAI defaults to 1.0): RS answers (yes/no, counts, grids) should be repeatable.
 DEFAULT_TEMPERATURE = 0.0
+# Below this, sampling is decoded greedily (as temperature 0): logits divided by 1e-40 overflow to inf
+# and the probabilities to nan, and sampling this cold is argmax anyway.
+MIN_SAMPLING_TEMPERATURE = 0.01
 
 # Ignored on purpose: they only tune sampling statistics or bookkeeping, never the meaning of the answer.
 _IGNORED_FIELDS = {
@@ -86,7 +90,11 @@ class ChatRequest:
 def load_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise APIError(400, "the request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors, and so is an integer of over 4300
+        # digits (Python's limit on converting them).
         raise APIError(400, f"the request body is not valid JSON: {exc}") from None
 
 
@@ -116,10 +124,13 @@ def parse_chat_request(
     image_size: int,
     interpolation: str = "bilinear",
     fetch: Fetch | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    max_context: int | None = None,
 ) -> ChatRequest:
     """Validate an OpenAI chat-completion request body for the served model `model_name`, which reads
-    `num_images` images of `image_size` pixels per conversation. Remote image URLs are read with
-    `fetch` (None: refused)."""
+    `num_images` images of `image_size` pixels per conversation and a prompt of at most `max_context`
+    tokens (None: not checked here). Remote image URLs are read with `fetch` (None: refused). Text and
+    image sizes are checked against `limits` before any image is decoded."""
     if not isinstance(body, dict):
         raise APIError(400, f"the request body must be a JSON object, got {json_type(body)}")
     for key in body:
@@ -138,6 +149,8 @@ def parse_chat_request(
     temperature = _number(body, "temperature", DEFAULT_TEMPERATURE)
     if not 0.0 <= temperature <= 2.0:
         raise APIError(400, f"'temperature' must be between 0 and 2, got {temperature}", param="temperature")
+    if temperature < MIN_SAMPLING_TEMPERATURE:
+        temperature = 0.0
     top_p = _number(body, "top_p", 1.0)
     if not 0.0 < top_p <= 1.0:
         raise APIError(400, f"'top_p' must be greater than 0 and at most 1, got {top_p}", param="top_p")
@@ -147,12 +160,14 @@ def parse_chat_request(
     if n > 1 and temperature == 0:
         raise APIError(
             400,
-            f"'n' = {n} needs sampling: set 'temperature' above 0 (greedy decoding would give {n} identical answers)",
+            f"'n' = {n} needs sampling: set 'temperature' to at least {MIN_SAMPLING_TEMPERATURE} "
+            f"(greedy decoding would give {n} identical answers)",
             param="n",
         )
     stop = _stop(body.get("stop"))
 
-    conversation, image_bytes = _parse_messages(body.get("messages"), fetch)
+    conversation, image_bytes = _parse_messages(body.get("messages"), fetch, limits)
+    check_prompt([turn.text for turn in conversation], max_context, limits)
     if len(image_bytes) != num_images:
         order = " (before, after)" if num_images == 2 else ""
         raise APIError(
@@ -161,7 +176,8 @@ def parse_chat_request(
             f"but the messages hold {_images(len(image_bytes))}",
             param="messages",
         )
-    images = [decode_image(data, image_size, interpolation, f"{param}.url") for param, data in image_bytes]
+    images = [decode_image(data, image_size, interpolation, f"{param}.url", limits.max_image_pixels)
+              for param, data in image_bytes]
     return ChatRequest(
         model, conversation, torch.stack(images), max_tokens, temperature, top_p,
         n=n, stop=stop, stream=bool(stream), include_usage=include_usage,
@@ -195,7 +211,8 @@ def _stop(stop: Any) -> tuple[str, ...]:
     return tuple(strings)
 
 
-def _parse_messages(messages: Any, fetch: Fetch | None = None) -> tuple[list[Turn], list[tuple[str, bytes]]]:
+def _parse_messages(messages: Any, fetch: Fetch | None = None, limits: Limits = DEFAULT_LIMITS
+                    ) -> tuple[list[Turn], list[tuple[str, bytes]]]:
     """-> (turns, [(param path, raw image bytes)]) with images in order of appearance."""
     if not isinstance(messages, list) or not messages:
         raise APIError(400, "'messages' is required and must be a non-empty array", param="messages")
@@ -217,7 +234,7 @@ def _parse_messages(messages: Any, fetch: Fetch | None = None) -> tuple[list[Tur
                 param=f"{where}.role",
             )
         text = _parse_content(
-            message.get("content"), f"{where}.content", images, allow_images=role == "user", fetch=fetch
+            message.get("content"), f"{where}.content", images, limits, allow_images=role == "user", fetch=fetch
         )
         if turns and turns[-1].role == role:
             # Consecutive messages of one role (e.g. text then images) form one turn, so the model
@@ -238,9 +255,11 @@ def _parse_messages(messages: Any, fetch: Fetch | None = None) -> tuple[list[Tur
 
 
 def _parse_content(
-    content: Any, where: str, images: list[tuple[str, bytes]], *, allow_images: bool, fetch: Fetch | None = None
+    content: Any, where: str, images: list[tuple[str, bytes]], limits: Limits, *, allow_images: bool,
+    fetch: Fetch | None = None,
 ) -> str:
     if isinstance(content, str):
+        check_text(content, where, limits)
         return content
     if not isinstance(content, list):
         raise APIError(
@@ -255,6 +274,7 @@ def _parse_content(
         if kind == "text":
             if not isinstance(part.get("text"), str):
                 raise APIError(400, f"{at}.text must be a string", param=f"{at}.text")
+            check_text(part["text"], f"{at}.text", limits)
             texts.append(part["text"])
         elif kind == "image_url":
             if not allow_images:

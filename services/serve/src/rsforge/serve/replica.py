@@ -34,6 +34,7 @@ from ray import serve
 
 from rsforge.core.interfaces import Generation, GenerationOptions
 from rsforge.core.masks import mask_to_uint8
+from rsforge.serve.errors import request_id, server_error
 from rsforge.serve.openai_requests import ChatRequest
 
 logger = logging.getLogger("ray.serve")
@@ -81,6 +82,7 @@ class ModelDeployment:
             "created": self.created,
             "num_images": self.model.num_images,
             "image_size": self.model.image_size,
+            "max_context": self.model.max_context or None,
             "interpolation": self.model.interpolation,
             "chat": self.model.decoder is not None,
             "masks": bool(self.model.mask_heads),
@@ -129,7 +131,8 @@ class ModelDeployment:
         rows = [(p, i) for p in group for i in range(n)]  # input-major, as `generate` returns them
         ids: list[list[int]] = [[] for _ in rows]  # each row's tokens so far
         for pending in group:
-            pending.emitted = [""] * n
+            # Kept when a failed batch reruns a request alone: what its client was sent stays sent.
+            pending.emitted = pending.emitted or [""] * n
 
         def on_tokens(tokens: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
             ended = []
@@ -155,17 +158,19 @@ class ModelDeployment:
             with self._model_lock:
                 generation = self.model.generate(images, conversations, options,
                                                  on_tokens=on_tokens if self.streams else None)
-        except ValueError as exc:
-            if len(group) > 1:
-                # One request the model cannot take (a prompt over the context) must not fail the others.
-                return [self._run_group([p])[0] for p in group]
-            # The kernel's convention: ValueError means input the model cannot take, so it is the client's to fix.
-            return [{"error": {"status": 400, "message": str(exc), "param": "messages"}}]
         except Exception as exc:
-            # A fault on this side: logged, answered as a 500, and the replica keeps serving.
-            logger.exception("generation failed")
-            error = {"status": 500, "message": f"generation failed: {type(exc).__name__}: {exc}"}
-            return [{"error": error}] * len(group)
+            if len(group) > 1:
+                # Whatever failed may be one request's doing (a prompt over the context, text a tokenizer
+                # chokes on with a TypeError): each reruns alone, so a bad request can only fail itself.
+                return [self._run_group([p])[0] for p in group]
+            if isinstance(exc, ValueError):
+                # The kernel's convention: ValueError means input the model cannot take, the client's to fix.
+                return [{"error": {"status": 400, "message": str(exc), "param": "messages"}}]
+            # A fault on this side: the details go to the log under an id the client gets; the replica keeps serving.
+            rid = request_id()
+            logger.exception("generation failed (request id %s)", rid)
+            error = server_error(rid)
+            return [{"error": {"status": error.status, "message": error.message, "code": error.code}}]
         return self._outcomes(group, generation)
 
     def _outcomes(self, group: list[PendingChat], generation: Generation) -> list[dict[str, Any]]:

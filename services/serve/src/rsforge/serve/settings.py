@@ -12,8 +12,12 @@
     num_gpus: 0
     max_batch_size: 16     # requests grouped into one batched generation
     batch_wait_ms: 10      # how long a batch waits to fill
-    api_key: null          # or $RSFORGE_API_KEY
+    api_key_file: null     # a file holding the API key; else $RSFORGE_API_KEY (never the key in a flag: `ps` shows it)
     allow_image_hosts: []  # hosts whose http(s) image URLs may be fetched
+    max_body_bytes: 67108864          # limits per request, checked by the ingress before any expensive work
+    max_text_chars: 32768             # per text part
+    max_total_text_chars: 131072      # all text of a conversation
+    max_image_pixels: 16777216        # per image, from its header before decoding
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rsforge.core.model import RECIPE_FILE
+from rsforge.serve.limits import Limits
 
 API_KEY_ENV = "RSFORGE_API_KEY"
 
@@ -62,8 +67,13 @@ class ServeConfig(BaseModel):
     max_batch_size: int = Field(default=16, ge=1, le=512)
     batch_wait_ms: float = Field(default=10.0, ge=0, le=10_000)
     api_key: str | None = Field(default=None, min_length=1)
+    api_key_file: str | None = Field(default=None, min_length=1)
     allow_image_hosts: list[str] = Field(default_factory=list)
     image_fetch_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    max_body_bytes: int = Field(default=Limits.max_body_bytes, ge=1024)
+    max_text_chars: int = Field(default=Limits.max_text_chars, ge=1)
+    max_total_text_chars: int = Field(default=Limits.max_total_text_chars, ge=1)
+    max_image_pixels: int = Field(default=Limits.max_image_pixels, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -80,6 +90,10 @@ class ServeConfig(BaseModel):
         if self.min_replicas is not None and self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})")
         return self
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_body_bytes, self.max_text_chars, self.max_total_text_chars, self.max_image_pixels)
 
     @property
     def autoscaling(self) -> dict[str, Any] | None:
@@ -102,9 +116,24 @@ class ServeConfig(BaseModel):
         names = [e.name for e in self.models if e.name]
         if len(names) != len(set(names)):
             raise ConfigError(f"models: two models share a name ({', '.join(names)})")
+        if self.api_key_file is not None:
+            if self.api_key is not None:
+                raise ConfigError("api_key_file: give the API key one way, not also as api_key")
+            return self.model_copy(update={"api_key": read_api_key(self.api_key_file)})
         if self.api_key is None and os.environ.get(API_KEY_ENV):
             return self.model_copy(update={"api_key": os.environ[API_KEY_ENV]})
         return self
+
+
+def read_api_key(path: str) -> str:
+    """The API key in the file at `path` (its first line, surrounding whitespace dropped)."""
+    try:
+        lines = Path(path).expanduser().read_text().strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"api_key_file: cannot read {path}: {exc}") from None
+    if not lines or not lines[0].strip():
+        raise ConfigError(f"api_key_file: {path} is empty")
+    return lines[0].strip()
 
 
 def validation_message(exc: ValidationError, source: str) -> str:
