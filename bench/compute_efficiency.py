@@ -6,20 +6,25 @@ FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` over forward + b
 (matmuls, convolutions and attention, as PyTorch counts them); the step is timed whole (forward,
 backward, optimiser), so optimiser and elementwise work count as overhead, as they do in training.
 
-    python bench/compute_efficiency.py [--quick] [--json OUT]
+Each round times a step and as many FLOPs of matmuls back to back (`pairs.py`, one ratio a round),
+after a warm-up round. Torch runs on one thread (`pairs.torch_threads`), so on a CPU the share is of
+one core's matmul rate.
+
+    python bench/compute_efficiency.py [--quick] [--rounds N] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
 import torch
 import yaml
+from pairs import describe, interleave, paired, ratio, torch_threads
 from torch.utils.flop_counter import FlopCounterMode
-from tqdm import tqdm
 
 from rsforge.core.atomic import atomic_write_text
 from rsforge.core.batch import Batch
@@ -69,67 +74,76 @@ def step_flops(model, batch: Batch) -> float:
     return float(counter.get_total_flops())  # a float: a measurement, not a row label
 
 
-def step_seconds(model, batch: Batch, steps: int, device: torch.device) -> float:
-    """Best time of one full SFT step (forward, backward, optimiser) over `steps` steps after a warm-up."""
+def step_seconds(model, batch: Batch, device: torch.device):
+    """A measurement: the seconds of one full SFT step (forward, backward, optimiser)."""
     optimizer = build_optimizer(model, model.recipe.train)
-    scheduler = build_scheduler(optimizer, model.recipe.train, steps + 2)
+    scheduler = build_scheduler(optimizer, model.recipe.train, 10_000)  # a long schedule: no step hits its end
     grad_clip = model.recipe.train.grad_clip
-    sft_step(model, batch, optimizer, scheduler, grad_clip=grad_clip)  # warm-up: allocator, lazy inits
-    best = float("inf")
-    for _ in tqdm(range(steps), desc="train steps", leave=False):
+
+    def measure() -> float:
         synchronize(device)
         start = time.perf_counter()
         sft_step(model, batch, optimizer, scheduler, grad_clip=grad_clip)
         synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+        return time.perf_counter() - start
+
+    return measure
 
 
-def matmul_flops_per_second(n: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
+def matmul_seconds(n: int, dtype: torch.dtype, device: torch.device, calls: int):
+    """A measurement: the mean seconds of an n x n matmul over `calls` calls in a row."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
+
+    def measure() -> float:
         synchronize(device)
         start = time.perf_counter()
-        a @ b
+        for _ in range(calls):
+            a @ b
         synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+        return (time.perf_counter() - start) / calls
+
+    return measure
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny recipe, few steps (for the test suite)")
+    parser.add_argument("--quick", action="store_true", help="tiny recipe, three rounds (for the test suite)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--rounds", type=int, help="timed rounds per batch size after a warm-up (default 3 quick, "
+                        "11 full)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    # (recipe, batch sizes, timed steps, matmul side, matmul repeats)
-    recipe_file, batches, steps, n, repeats = (
-        ("tiny.yaml", [2], 2, 256, 10) if args.quick else ("demo.yaml", [8, 32], 3, 1024, 10)
-    )
-    plugins = PluginManager()
-    model = build_model(recipe_file, plugins).to(device)
-    dtype = next(model.parameters()).dtype
-    peak = matmul_flops_per_second(n, dtype, device, repeats)
-    print(f"{recipe_file} on {device} ({torch.get_num_threads()} threads), {dtype}; "
-          f"matmul {n}x{n}: {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'batch':>5} {'GFLOP/step':>11} {'step ms':>8} {'GFLOP/s':>8} {'of matmul':>10}")
+    # (recipe, batch sizes, rounds, matmul side)
+    recipe_file, batches, rounds, n = ("tiny.yaml", [2], 3, 256) if args.quick else ("demo.yaml", [8, 32], 11, 1024)
+    rounds = args.rounds or rounds
     rows = []
-    for batch_size in batches:
-        batch = make_batch(model, batch_size, device)
-        flops = step_flops(model, batch)
-        seconds = step_seconds(model, batch, steps, device)
-        achieved = flops / seconds
-        rows.append({"recipe": recipe_file, "batch": batch_size, "flops_per_step": flops, "step_s": seconds,
-                     "achieved_flop_s": achieved, "matmul_flop_s": peak, "ratio_of_matmul_flops": achieved / peak})
-        print(f"{batch_size:>5} {flops / 1e9:>11.2f} {seconds * 1000:>8.1f} {achieved / 1e9:>8.1f} "
-              f"{achieved / peak:>9.1%}")
+    with torch_threads(1):
+        plugins = PluginManager()
+        model = build_model(recipe_file, plugins).to(device)
+        dtype = next(model.parameters()).dtype
+        print(f"{recipe_file} on {device} ({torch.get_num_threads()} thread), {dtype}; matmul {n}x{n}; "
+              f"{rounds} rounds")
+        for batch_size in batches:
+            batch = make_batch(model, batch_size, device)
+            flops = step_flops(model, batch)
+            # As many matmul FLOPs as the step's: both sides of a pair then sample the machine as long.
+            matmul = matmul_seconds(n, dtype, device, calls=max(1, round(flops / (2 * n**3))))
+            seconds = interleave({"matmul": matmul, "step": step_seconds(model, batch, device)}, rounds,
+                                 desc=None if args.quick else f"batch {batch_size}")
+            achieved = [flops / s for s in seconds["step"]]
+            peak = [2 * n**3 / s for s in seconds["matmul"]]
+            spread = paired(achieved, peak)
+            rows.append({"recipe": recipe_file, "batch": batch_size, "flops_per_step": flops,
+                         "step_s": seconds["step"], "matmul_s": seconds["matmul"],
+                         "achieved_flop_s": statistics.median(achieved), "matmul_flop_s": statistics.median(peak),
+                         **ratio("of_matmul_flops", spread)})
+            print(f"batch {batch_size:>3}: {flops / 1e9:.2f} GFLOP/step, {statistics.median(achieved) / 1e9:.1f} "
+                  f"GFLOP/s against the matmul's {statistics.median(peak) / 1e9:.1f}; share {describe(spread)}")
     result = {"benchmark": "compute_efficiency", "quick": args.quick, "device": str(device), "dtype": str(dtype),
-              "threads": torch.get_num_threads(), "matmul_n": n, "rows": rows}
+              "threads": 1, "matmul_n": n, "rounds": rounds, "rows": rows}
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
     return result

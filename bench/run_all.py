@@ -1,11 +1,15 @@
 """Run every benchmark in bench/ and write one report: `bench/results/latest.json` (every result, the
 machine, library versions, git commit) and `bench/results/latest.md` (a table of ratios, each against
-a baseline the bench measured in the same run), then print the table.
+a baseline the bench measured in the same run, with its spread over the pairs and its goal), then
+print the table.
 
-A benchmark is any bench/*.py with a top-level `main` (this runner excepted). Each runs in its own
-subprocess with a time budget; one that fails or runs out of time is marked so in the table and
-makes the command exit 1, and the others still run. The budgets add up to under 20 minutes on a
-2-core machine (`--total-budget`).
+A benchmark is any bench/*.py with a top-level `main` (this runner and readme_table.py excepted). Each
+runs in its own subprocess with a time budget; one that fails or runs out of time is marked so in the
+table and makes the command exit 1, and the others still run. All together are cut to 14 minutes
+(`--total-budget`). The goals are read from the table under "## Goals" in bench/README.md; a ratio
+within its goal is "pass", beyond it "fail", and "inconclusive" when its interquartile range over the
+pairs crosses the goal (a bench reports `ratio_<what>` as the median and `spread_<what>` as
+{q1, q3, min, max, pairs}: `pairs.py`).
 
     python bench/run_all.py [--quick] [--only a,b] [--out DIR]     # `make bench` runs it in full
 """
@@ -20,6 +24,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -34,17 +39,21 @@ from rsforge.core.atomic import atomic_write_text
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-# Seconds each full bench may take on 2 CPU cores: about 3x its time on an idle machine, as the machine may be
-# shared. A bench not listed gets DEFAULT_BUDGET; all together are cut to TOTAL_BUDGET.
-BUDGETS = {"cider": 120, "compute_efficiency": 150, "feature_cache": 90, "generation": 240, "serve_batching": 180,
-           "startup": 60, "tiled_inference": 420, "train_overhead": 120}
+# Seconds each full bench may take on 2 CPU cores: about twice its time on a 2-core machine other work
+# shares. A bench not listed gets DEFAULT_BUDGET; all together are cut to TOTAL_BUDGET, so `make bench`
+# ends within 15 minutes.
+BUDGETS = {"cider": 75, "compute_efficiency": 75, "feature_cache": 90, "generation": 90, "serve_batching": 200,
+           "startup": 45, "tiled_inference": 300, "train_overhead": 180, "scst_signals": 240, "scst_split": 90}
 DEFAULT_BUDGET = 150
-TOTAL_BUDGET = 19 * 60
+TOTAL_BUDGET = 14 * 60
 QUICK_BUDGET = 300
 # Two Ray clusters on one machine fight over ports and memory, so benches that start Ray take this lock.
 RAY_LOCK = os.environ.get("RSFORGE_RAY_LOCK", "/tmp/rsforge-ray.lock")
 RAY_MODULES = ("ray", "rsforge.train", "rsforge.serve")
 VERSIONED = ("torch", "transformers", "timm", "ray", "pydantic", "numpy")
+NOT_BENCHES = ("run_all", "readme_table")  # tools in bench/ with a `main`
+GOALS_FILE = BENCH_DIR / "README.md"
+GOALS_HEADER = "| benchmark | ratio | case | goal |"
 
 
 def _tree(path: Path) -> ast.Module:
@@ -52,10 +61,10 @@ def _tree(path: Path) -> ast.Module:
 
 
 def discover(directory: Path = BENCH_DIR) -> list[Path]:
-    """bench/*.py scripts with a top-level `def main`, this runner excepted, sorted by name."""
+    """bench/*.py scripts with a top-level `def main`, the tools in NOT_BENCHES excepted, sorted by name."""
     return [
         path for path in sorted(directory.glob("*.py"))
-        if path.resolve() != Path(__file__).resolve()
+        if path.stem not in NOT_BENCHES
         and any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in _tree(path).body)
     ]
 
@@ -167,6 +176,74 @@ def _case(row: dict) -> str:
     return ", ".join(parts) or "-"
 
 
+def read_goals(text: str) -> list[dict]:
+    """The goals table of bench/README.md: one {benchmark, ratio, case, op, bound} per row. `case` is
+    {field: value} a row must have (empty: any row of that benchmark and ratio)."""
+    lines = text.splitlines()
+    if GOALS_HEADER not in lines:
+        raise ValueError(f"no goals table ({GOALS_HEADER}) in {GOALS_FILE}")
+    goals = []
+    for line in lines[lines.index(GOALS_HEADER) + 2:]:
+        if not line.startswith("|"):
+            break
+        bench, what, case, goal = (cell.strip().strip("`") for cell in line.strip("|").split("|"))
+        found = re.fullmatch(r"(<=|>=)\s*([0-9.]+)", goal)
+        if not found:
+            raise ValueError(f"{GOALS_FILE}: goal {goal!r} of {bench} {what} is not '>= x' or '<= x'")
+        conditions = dict(part.split("=", 1) for part in case.split(", ")) if case != "any" else {}
+        goals.append({"benchmark": bench, "ratio": what, "case": conditions, "op": found[1],
+                      "bound": float(found[2]), "text": f"{found[1]} {found[2]}"})
+    return goals
+
+
+def verdict(goal: dict, value: float, spread: dict | None) -> str:
+    """pass / fail by the ratio's interquartile range (the median's when it has no spread); inconclusive
+    when that range crosses the goal. Not min-max: on a shared machine one slow pair sets an extreme."""
+    low, high = (spread["q1"], spread["q3"]) if spread else (value, value)
+    if goal["op"] == ">=":
+        return "pass" if low >= goal["bound"] else "fail" if high < goal["bound"] else "inconclusive"
+    return "pass" if high <= goal["bound"] else "fail" if low > goal["bound"] else "inconclusive"
+
+
+def _ratio_rows(benchmarks: dict):
+    """(bench, ratio name, value, row) for every ratio of every bench that ran."""
+    for name, entry in benchmarks.items():
+        if entry["status"] == "ok":
+            for row in entry["result"]["rows"]:
+                for key, value in row.items():
+                    if key.startswith("ratio_"):
+                        yield name, key.removeprefix("ratio_"), value, row
+
+
+def _applies(goal: dict, name: str, what: str, row: dict) -> bool:
+    return goal["benchmark"] == name and goal["ratio"] == what and all(
+        str(row.get(k)) == v for k, v in goal["case"].items())
+
+
+def ratios(benchmarks: dict, goals: list[dict], *, judge: bool = True) -> list[dict]:
+    """One entry per ratio of every bench that ran: its median, spread (None for a bench that reports a
+    single value), goal and verdict (None without a goal, or when not `judge`d)."""
+    found = []
+    for name, what, value, row in _ratio_rows(benchmarks):
+        spread = row.get(f"spread_{what}")
+        goal = next((g for g in goals if _applies(g, name, what, row)), None)
+        found.append({"benchmark": name, "case": _case(row), "ratio": what, "median": value, "spread": spread,
+                      "goal": goal["text"] if goal else None,
+                      "verdict": verdict(goal, value, spread) if goal and judge else None})
+    return found
+
+
+def unmeasured(benchmarks: dict, goals: list[dict]) -> list[str]:
+    """Goals of benches that ran without a row the goal applies to (a renamed ratio or case)."""
+    return [f"{g['benchmark']} {g['ratio']} ({', '.join(f'{k}={v}' for k, v in g['case'].items()) or 'any'})"
+            for g in goals if benchmarks.get(g["benchmark"], {}).get("status") == "ok"
+            and not any(_applies(g, name, what, row) for name, what, _, row in _ratio_rows(benchmarks))]
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}"
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Benchmarks{' (quick)' if report['quick'] else ''}",
@@ -176,22 +253,32 @@ def markdown(report: dict) -> str:
         f"{report['machine']['usable_cores']} cores, {report['machine']['ram_gib']} GiB RAM, "
         f"GPU: {', '.join(report['machine']['gpu'] or ['none'])}; torch {report['versions'].get('torch')}.",
         "",
-        "Each ratio compares rsforge with a baseline measured in the same run (see bench/README.md).",
+        "Each ratio compares rsforge with a baseline measured in the same run, interleaved: the median over the "
+        "pairs, its interquartile range (IQR) and min-max; verdict by the IQR against the goal (see bench/README.md)"
+        + ("; none in a quick run, whose cases are smaller than the goals are for." if report["quick"] else "."),
         "",
-        "| benchmark | case | ratio | value | bench time |",
-        "|---|---|---|---|---|",
+        "| benchmark | case | ratio | median | IQR | min-max | pairs | goal | verdict | bench time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    by_bench: dict[str, list[dict]] = {}
+    for entry in report["ratios"]:
+        by_bench.setdefault(entry["benchmark"], []).append(entry)
     for name, entry in report["benchmarks"].items():
         took = f"{entry['seconds']:.0f} s"
         if entry["status"] != "ok":
             error = entry["error"].replace("|", "/")
-            lines.append(f"| {name} | - | **{entry['status'].upper()}**: {error} | - | {took} |")
+            lines.append(f"| {name} | - | **{entry['status'].upper()}**: {error} | - | - | - | - | - | - | {took} |")
             continue
-        for row in entry["result"]["rows"]:
-            for key, value in row.items():
-                if key.startswith("ratio"):
-                    lines.append(f"| {name} | {_case(row)} | {key.removeprefix('ratio_')} | {value:.3g} | {took} |")
+        for r in by_bench.get(name, []):
+            spread = r["spread"]
+            iqr, span, pairs = (f"{_number(spread['q1'])}-{_number(spread['q3'])}",
+                                f"{_number(spread['min'])}-{_number(spread['max'])}", str(spread["pairs"])) \
+                if spread else ("-", "-", "-")
+            lines.append(f"| {name} | {r['case']} | {r['ratio']} | {_number(r['median'])} | {iqr} | {span} | {pairs} "
+                         f"| {r['goal'] or '-'} | {r['verdict'] or '-'} | {took} |")
     lines += ["", f"Total {report['total_s']:.0f} s."]
+    if report.get("unmeasured"):
+        lines.append(f"Goals no row measured: {'; '.join(report['unmeasured'])}.")
     return "\n".join(lines) + "\n"
 
 
@@ -229,10 +316,15 @@ def main(argv: list[str] | None = None) -> dict:
             benchmarks[path.stem] = entry = run_bench(path, quick=args.quick, timeout=budget, workdir=Path(workdir))
             tqdm.write(f"{path.stem}: {entry['status']} in {entry['seconds']:.0f} s"
                        + (f" ({entry['error']})" if entry["status"] != "ok" else ""))
+    goals = read_goals(GOALS_FILE.read_text())
+    # Quick runs measure smaller cases (encoders, scenes, batches) than the goals are for: no verdicts.
+    measured = ratios(benchmarks, goals, judge=not args.quick)
     report = {
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "quick": args.quick,
         "machine": machine(), "versions": versions(), "git": git_state(),
-        "total_s": time.perf_counter() - started, "benchmarks": benchmarks,
+        "total_s": time.perf_counter() - started, "ratios": measured,
+        "unmeasured": [] if args.quick else unmeasured(benchmarks, goals),
+        "benchmarks": benchmarks,
     }
     table = markdown(report)
     out = Path(args.out)

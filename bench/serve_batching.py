@@ -2,17 +2,18 @@
 
 The tiny test model is served twice in one Ray Serve app: once with `max_batch_size=1` (every
 request runs its own `generate`), once with batching (`max_batch_size` = the highest concurrency,
-`batch_wait_ms` 20); the two are measured one after the other, never at once. Clients send the same
-chat requests at concurrency 1, 8 and 32; each row gives both throughputs and `ratio_throughput` =
-batched / unbatched, measured twice: `path: http` end to end through the HTTP proxy and the ingress
-(what a client sees), `path: handle` through a DeploymentHandle straight to the model replica (the
-batching itself; on a small CPU machine the HTTP path's per-request overhead, not the model, caps
-the end-to-end rate). At concurrency 1 the ratio shows what the batch wait costs; above it, what
-batching buys. Starts a local Ray instance unless one is running (run it under
-`flock /tmp/rsforge-ray.lock` on a shared machine). `--quick` runs a tiny configuration (used by
-the test suite so it cannot rot).
+`batch_wait_ms` 20). Clients send the same chat requests at concurrency 1, 8 and 32; each row gives
+both throughputs and `ratio_throughput` = batched / unbatched, measured twice: `path: http` end to
+end through the HTTP proxy and the ingress (what a client sees), `path: handle` through a
+DeploymentHandle straight to the model replica (the batching itself; on a small CPU machine the HTTP
+path's per-request overhead, not the model, caps the end-to-end rate). At concurrency 1 the ratio
+shows what the batch wait costs; above it, what batching buys. Each row is rounds of the two
+deployments back to back, in turns first, never at once (`pairs.py`); each measurement times at
+least three waves of requests (and 16 requests) after one untimed wave. Starts a local Ray instance
+unless one is running (run it under `flock /tmp/rsforge-ray.lock` on a shared machine). `--quick`
+runs a tiny configuration (used by the test suite so it cannot rot).
 
-    python bench/serve_batching.py [--quick] [--json OUT]
+    python bench/serve_batching.py [--quick] [--rounds N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import argparse
 import asyncio
 import json
 import socket
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import yaml
+from pairs import describe, interleave, paired, ratio
 from PIL import Image
 from tqdm import tqdm
 
@@ -84,7 +87,7 @@ def throughput(url: str, payloads: list[bytes], concurrency: int) -> float:
                     reply.raise_for_status()
                     await reply.read()
 
-            await asyncio.gather(*(send(b) for b in payloads[: concurrency * 2]))  # warm-up: connections, batches
+            await asyncio.gather(*(send(b) for b in payloads[:concurrency]))  # warm-up: connections, a batch
             start = time.perf_counter()
             await asyncio.gather(*(send(b) for b in payloads))
             return len(payloads) / (time.perf_counter() - start)
@@ -105,7 +108,7 @@ def handle_throughput(handle, requests: list, concurrency: int) -> float:
                 if "error" in outcome:
                     raise RuntimeError(outcome["error"]["message"])
 
-        await asyncio.gather(*(one(r) for r in requests[: concurrency * 2]))  # warm-up
+        await asyncio.gather(*(one(r) for r in requests[:concurrency]))  # warm-up: a batch
         start = time.perf_counter()
         await asyncio.gather(*(one(r) for r in requests))
         return len(requests) / (time.perf_counter() - start)
@@ -128,6 +131,7 @@ def chat_requests(count: int, max_tokens: int, size: int) -> list:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny configuration, seconds")
+    parser.add_argument("--rounds", type=int, help="timed rounds per row (default 2 quick, 4 full)")
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     args = parser.parse_args(argv)
 
@@ -139,12 +143,17 @@ def main(argv: list[str] | None = None) -> dict:
     from rsforge.serve.settings import ServeConfig
 
     levels = [1, 4] if args.quick else [1, 8, 32]
-    per_level = 8 if args.quick else 128
+    rounds = args.rounds or (2 if args.quick else 4)
     max_tokens = 2 if args.quick else 16
+
+    def requests_at(concurrency: int) -> int:
+        """Timed requests a measurement sends: at least three waves of the concurrency, and 16 (quick: 4)."""
+        return max(4 if args.quick else 16, 3 * concurrency)
+
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(num_cpus=4, log_to_driver=False, configure_logging=False)
-    measured: dict[tuple[str, str], dict[int, float]] = {}
+    rows, lines = [], []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             model, size = untrained_model("tiny.yaml", Path(tmp) / "model")
@@ -155,29 +164,36 @@ def main(argv: list[str] | None = None) -> dict:
             ])
             app = run(config, blocking=False)
             url = app.url + "/chat/completions"
-            direct = chat_requests(max(per_level, 2 * max(levels)), max_tokens, size)
-            for name in tqdm(("unbatched", "batched"), desc="deployments", disable=args.quick):
-                payloads = bodies(name, max(per_level, 2 * max(levels)), max_tokens, size)
-                measured[("http", name)] = {c: throughput(url, payloads[:per_level], c) for c in levels}
-                handle = app.model_handle(name)
-                measured[("handle", name)] = {c: handle_throughput(handle, direct[:per_level], c) for c in levels}
+            most = requests_at(max(levels))
+            direct = chat_requests(most, max_tokens, size)
+            payloads = {name: bodies(name, most, max_tokens, size) for name in ("unbatched", "batched")}
+            handles = {name: app.model_handle(name) for name in ("unbatched", "batched")}
+
+            def measurement(path: str, name: str, concurrency: int):
+                n = requests_at(concurrency)
+                if path == "http":
+                    return lambda: throughput(url, payloads[name][:n], concurrency)
+                return lambda: handle_throughput(handles[name], direct[:n], concurrency)
+
+            cases = [(path, c) for path in ("http", "handle") for c in levels]
+            for path, c in tqdm(cases, desc="serve batching", disable=args.quick):
+                # Each measurement warms its connections and batches with a wave first: no warm-up round.
+                rps = interleave({name: measurement(path, name, c) for name in handles}, rounds, warmup=0)
+                spread = paired(rps["batched"], rps["unbatched"])
+                rows.append({"path": path, "concurrency": c, "requests": requests_at(c),
+                             "unbatched_rps": statistics.median(rps["unbatched"]),
+                             "batched_rps": statistics.median(rps["batched"]), **ratio("throughput", spread)})
+                lines.append(f"{path:>6} {c:>11} {rows[-1]['unbatched_rps']:>16.1f} {rows[-1]['batched_rps']:>14.1f}  "
+                             f"{describe(spread)}")
             app.stop()
     finally:
         serve.shutdown()
         if started_ray:
             ray.shutdown()
-    rows = []
-    for path in ("http", "handle"):
-        for c in levels:
-            plain, batched = measured[(path, "unbatched")][c], measured[(path, "batched")][c]
-            rows.append({"path": path, "concurrency": c, "unbatched_rps": round(plain, 2),
-                         "batched_rps": round(batched, 2), "ratio_throughput": round(batched / plain, 3)})
-    result = {"benchmark": "serve_batching", "quick": args.quick, "requests_per_level": per_level,
-              "max_tokens": max_tokens, "max_batch_size": max(levels), "rows": rows}
-    print(f"{'path':>6} {'concurrency':>11} {'unbatched req/s':>16} {'batched req/s':>14} {'ratio':>6}")
-    for row in rows:
-        print(f"{row['path']:>6} {row['concurrency']:>11} {row['unbatched_rps']:>16.1f} {row['batched_rps']:>14.1f} "
-              f"{row['ratio_throughput']:>6.2f}")
+    result = {"benchmark": "serve_batching", "quick": args.quick, "rounds": rounds, "max_tokens": max_tokens,
+              "max_batch_size": max(levels), "rows": rows}
+    print(f"{'path':>6} {'concurrency':>11} {'unbatched req/s':>16} {'batched req/s':>14}  batched / unbatched")
+    print("\n".join(lines))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2))
     return result

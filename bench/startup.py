@@ -2,11 +2,10 @@
 (every installed plugin discovered and registered), and of `import rsforge.core`, each in a fresh
 interpreter, against `python -c pass` in the same run.
 
-Interleaved: each round runs the bare interpreter right before each command (A B A B ...), after an
-untimed warm-up round, and a command's ratio in a round is its time over the bare interpreter's just
-before it, so a shared machine's load drifting during the run touches both alike. Reported per command:
-the median ratio over the rounds and its min-max spread; absolute times are in the JSON for reference.
-The goal is each command within 12x of `python -c pass`.
+Interleaved (`pairs.py`): after an untimed warm-up (the file-system cache, .pyc files), each round runs
+the bare interpreter and the command back to back, in turns first, and a command's ratio in a round is
+its time over the bare interpreter's, so a shared machine's load drifting during the run touches both
+alike. Reported per command: the median ratio over the rounds, its interquartile and min-max spread.
 
     python bench/startup.py [--quick] [--rounds N] [--json OUT]
 """
@@ -23,11 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
+from pairs import describe, interleave, paired, ratio
 
 from rsforge.core.atomic import atomic_write_text
 
-GOAL = 12.0  # each command within this many times `python -c pass`
 BASELINE = [sys.executable, "-c", "pass"]
 
 
@@ -57,18 +55,6 @@ def wall_time(command: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def measure(commands: dict[str, list[str]], rounds: int, env: dict[str, str]) -> dict[str, dict[str, list[float]]]:
-    """Per command, its times and those of the bare interpreter run just before it, one per round."""
-    for command in [BASELINE, *commands.values()]:
-        wall_time(command, env)  # warm-up: the file-system cache and .pyc files, untimed
-    times = {label: {"command_s": [], "baseline_s": []} for label in commands}
-    for _ in tqdm(range(rounds), desc="startup", unit="round", leave=False):
-        for label, command in commands.items():
-            times[label]["baseline_s"].append(wall_time(BASELINE, env))
-            times[label]["command_s"].append(wall_time(command, env))
-    return times
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="three rounds (for the test suite)")
@@ -79,22 +65,17 @@ def main(argv: list[str] | None = None) -> dict:
     # Every installed plugin, and a plugin that fails to load must fail the bench, not be timed as fast.
     env = {k: v for k, v in os.environ.items() if k != "RSFORGE_LOAD_PLUGINS"}
     env["RSFORGE_STRICT_PLUGINS"] = "1"
-    times = measure(COMMANDS, rounds, env)
     rows = []
-    for label, measured in times.items():
-        ratios = [c / b for c, b in zip(measured["command_s"], measured["baseline_s"], strict=True)]
-        rows.append({"command": label, "ratio_vs_python_pass": statistics.median(ratios),
-                     "spread_min": min(ratios), "spread_max": max(ratios),
-                     "median_s": statistics.median(measured["command_s"]),
-                     "baseline_median_s": statistics.median(measured["baseline_s"]),
-                     "within_goal": statistics.median(ratios) <= GOAL, **measured})
-    print(f"{rounds} interleaved rounds after a warm-up; goal: within {GOAL:g}x `python -c pass`")
-    print(f"{'command':<22} {'median ms':>10} {'python ms':>10} {'vs python':>10} {'min-max':>13}")
-    for row in rows:
-        print(f"{row['command']:<22} {row['median_s'] * 1000:>10.0f} {row['baseline_median_s'] * 1000:>10.0f} "
-              f"{row['ratio_vs_python_pass']:>9.1f}x {row['spread_min']:>6.1f}-{row['spread_max']:<5.1f}"
-              f"{'' if row['within_goal'] else '  over the goal'}")
-    result = {"benchmark": "startup", "quick": args.quick, "rounds": rounds, "goal_ratio": GOAL,
+    for label, command in COMMANDS.items():
+        variants = {"baseline": lambda: wall_time(BASELINE, env), "command": lambda c=command: wall_time(c, env)}
+        seconds = interleave(variants, rounds, desc=None if args.quick else label)
+        spread = paired(seconds["command"], seconds["baseline"])
+        rows.append({"command": label, "median_s": statistics.median(seconds["command"]),
+                     "baseline_median_s": statistics.median(seconds["baseline"]), "command_s": seconds["command"],
+                     "baseline_s": seconds["baseline"], **ratio("vs_python_pass", spread)})
+        print(f"{label:<22} {rows[-1]['median_s'] * 1000:>6.0f} ms, `python -c pass` "
+              f"{rows[-1]['baseline_median_s'] * 1000:.0f} ms: {describe(spread)}")
+    result = {"benchmark": "startup", "quick": args.quick, "rounds": rounds,
               "argv": {label: command for label, command in COMMANDS.items()}, "rows": rows}
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")

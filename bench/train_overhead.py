@@ -1,21 +1,24 @@
 """Ray Train overhead: `rsforge train` with one Ray worker against a plain PyTorch loop over the same
-recipe, data, batches, optimizer and steps (target: Ray's steady-state throughput >= 90% of the loop's).
+recipe, data, batches, optimizer and steps: Ray's steady-state throughput over the loop's.
 
 Steady state, and how it is measured: both runs log a wall-clock time per optimizer step; the
 throughput is counted from the end of warm-up step W to the last step, so Ray's start-up (cluster,
 controller, worker group, process group, the worker's imports and model build) and the final
 checkpoint after the last step are excluded, while everything Ray adds per step (the DDP-prepared
 model, the metrics log, the progress bar) is included. The Ray worker gets one CPU and Ray pins its
-torch to one thread, so the plain loop runs with one torch thread too. The plain loop runs before
-and after the Ray run and the faster of the two is the baseline.
+torch to one thread, so the plain loop runs with one torch thread too. Each round runs the plain loop
+and a Ray Train run back to back, in turns first (`pairs.py`), in one Ray cluster started once; the
+ratio is per round.
 
-    flock /tmp/rsforge-ray.lock python bench/train_overhead.py [--quick] [--json OUT]
+    flock /tmp/rsforge-ray.lock python bench/train_overhead.py [--quick] [--rounds N] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ from pathlib import Path
 import ray
 import torch
 import yaml
+from pairs import describe, interleave, paired, ratio, torch_threads
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
@@ -72,10 +76,13 @@ def ray_run(recipe, samples, plugins, run_dir: Path) -> list[float]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few steps of the tiny recipe (for the test suite)")
+    parser.add_argument("--quick", action="store_true", help="a few steps of the tiny recipe, one round (for the "
+                        "test suite)")
+    parser.add_argument("--rounds", type=int, help="timed rounds (default 1 quick, 3 full)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    pairs, warmup = (16, 1) if args.quick else (160, 5)
+    pairs, warmup, rounds = (16, 1, 1) if args.quick else (320, 5, 3)
+    rounds = args.rounds or rounds
 
     plugins = PluginManager()
     owns_ray = not ray.is_initialized()
@@ -86,38 +93,39 @@ def main(argv: list[str] | None = None) -> dict:
         recipe = parse_recipe(raw, plugins.registry)
         samples = load_split(recipe, plugins, "train")
         recipe = recipe.prepared(training_texts(samples))
+        batch_size = recipe.train.batch_size
+        runs = itertools.count()
+        startups = []
 
         def plain() -> float:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                return steady_throughput(plain_loop(recipe, samples, plugins), recipe.train.batch_size, warmup)
-            finally:
-                torch.set_num_threads(threads)
+            with torch_threads(1):  # what Ray gives its one-CPU worker
+                return steady_throughput(plain_loop(recipe, samples, plugins), batch_size, warmup)
 
-        plain_before = plain()
+        def on_ray() -> float:
+            started = time.perf_counter()
+            times = ray_run(recipe, samples, plugins, Path(tmp) / f"run-{next(runs)}")
+            startups.append(time.perf_counter() - started - (times[-1] - times[0]))
+            return steady_throughput(times, batch_size, warmup)
+
         if owns_ray:
             ray.init(num_cpus=2, log_to_driver=False, configure_logging=False)
         try:
-            started = time.perf_counter()
-            ray_times = ray_run(recipe, samples, plugins, Path(tmp) / "run")
-            total = time.perf_counter() - started
+            # No warm-up round: both throughputs are counted after `warmup` steps of their own run.
+            throughput = interleave({"plain": plain, "ray": on_ray}, rounds, warmup=0,
+                                    desc=None if args.quick else "plain loop / Ray Train")
         finally:
             if owns_ray:
                 ray.shutdown()
-        on_ray = steady_throughput(ray_times, recipe.train.batch_size, warmup)
-        # The plain loop runs before and after Ray; the faster one is the baseline, so a machine that got
-        # busier or quieter during the Ray run does not flatter Ray.
-        plain = max(plain_before, plain())
 
-    row = {"recipe": "tiny.yaml", "steps": len(ray_times), "warmup_steps": warmup,
-           "plain_samples_per_s": round(plain, 2), "ray_samples_per_s": round(on_ray, 2),
-           "ray_startup_s": round(total - (ray_times[-1] - ray_times[0]), 1),
-           "ratio_ray_vs_plain": on_ray / plain}
-    result = {"benchmark": "train_overhead", "quick": args.quick, "rows": [row],
-              "note": "steady-state samples/s after warm-up; ratio >= 0.9 meets the 10% overhead target"}
-    print(f"plain loop {plain:.1f} samples/s, Ray Train 1 worker {on_ray:.1f} samples/s, "
-          f"ratio {row['ratio_ray_vs_plain']:.3f} (start-up excluded: {row['ray_startup_s']} s)")
+    spread = paired(throughput["ray"], throughput["plain"])
+    row = {"recipe": "tiny.yaml", "steps_per_run": len(samples) // batch_size, "warmup_steps": warmup,
+           "plain_samples_per_s": throughput["plain"], "ray_samples_per_s": throughput["ray"],
+           "ray_startup_s": startups, **ratio("ray_vs_plain", spread)}
+    result = {"benchmark": "train_overhead", "quick": args.quick, "rounds": rounds, "rows": [row],
+              "note": "steady-state samples/s after warm-up steps, Ray Train (1 worker) over a plain loop"}
+    print(f"plain loop {statistics.median(throughput['plain']):.1f} samples/s, Ray Train 1 worker "
+          f"{statistics.median(throughput['ray']):.1f} samples/s (start-up excluded: "
+          f"{statistics.median(startups):.1f} s); Ray / plain {describe(spread)}")
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2))
     return result
