@@ -2,7 +2,9 @@
 
 A deliberately under-trained SFT model is the starting point; a few SCST steps on CIDEr-D (document
 frequencies fitted on the training references) must raise the greedy CIDEr-D of HELD-OUT image
-pairs. Seeds are fixed, so the run is deterministic on one machine.
+pairs, scored on PTB-tokenized text as evaluation scores it. Seeds are fixed, so the run is
+deterministic on one machine. The other tests check one step of each mode (`rollout`, the seed code's
+`teacher_forced`), what the step hands rewards, and the recipe check of an scst stage's rewards.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import StageConfig, parse_recipe
 from rsforge.datasets.loading import load_split, training_texts
 from rsforge.datasets.torch_dataset import SampleDataset, collate
+from rsforge.tasks.metrics.ptb import ptb_tokenize
 from rsforge.train.reward_set import RewardSet
 from rsforge.train.scst import batch_references, scst_step
 from rsforge.train.steps import build_optimizer, build_scheduler, seed_everything, sft_step
@@ -49,7 +52,8 @@ def _greedy_cider(model, items: list[dict], reward) -> float:
     scores = []
     for batch in DataLoader(items, batch_size=64, collate_fn=collate):
         texts = model.generate(batch.images, batch.prompts, max_new_tokens=16).texts
-        scores.append(reward(texts, batch_references(batch)))
+        references = [[ptb_tokenize(r) for r in refs] for refs in batch_references(batch)]
+        scores.append(reward([ptb_tokenize(t) for t in texts], references))
     return float(torch.cat(scores).mean())
 
 
@@ -87,7 +91,7 @@ def _train_and_compare(tmp_path: Path, start: float) -> None:
             sft_step(model, batch, optimizer, scheduler, grad_clip=1.0)
 
     rewards = RewardSet.from_recipe(recipe, plugins, corpus)
-    cider = rewards.rewards[0].fn  # fitted on the training references
+    cider = rewards.rewards[0].fn  # fitted on the (PTB-tokenized) training references
     before = _greedy_cider(model, held_out, cider)
     stage = StageConfig(kind="scst", num_samples=4, max_new_tokens=16, temperature=0.5, lr=6e-4)
     optimizer = torch.optim.AdamW(model.parameters(), lr=stage.lr)
@@ -184,3 +188,71 @@ def test_scst_step_feeds_mask_rewards_and_regularisers(tiny_recipe, plugins):
     with pytest.raises(ValueError, match="sample 1 has neither references nor an assistant answer"):
         batch_references(Batch(images=batch.images, conversations=[batch.conversations[0], prompt],
                                references=[[], []]))
+
+
+def _caption_batch(prompt_text: str = "describe the changes between the two images") -> Batch:
+    from rsforge.core.sample import Turn
+
+    prompt = [Turn("user", prompt_text)]
+    answers = ["some trees were cut down", "two new buildings were built", "there is no change"]
+    return Batch(images=torch.rand(3, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
+                 conversations=[[*prompt, Turn("assistant", a)] for a in answers],
+                 references=[[answers[0], "the trees have been removed"], [answers[1]], [answers[2]]])
+
+
+@pytest.mark.parametrize("mode", ["rollout", "teacher_forced"])
+def test_one_step_of_each_mode_scores_log_probs_without_dropout(tiny_recipe, plugins, mode):
+    """Both modes score log-probs in eval mode, restore train mode, and step under bf16 autocast; the
+    teacher-forced step keeps the seed's running mean of (sample - argmax) rewards."""
+    specs = {name: plugins.registry.get("reward", name).config for name in ("cider_d", "length", "varentropy")}
+    recipe = tiny_recipe.model_copy(update={"heads": [], "rewards": [
+        specs["cider_d"](name="cider_d", normalise="minmax"), specs["length"](name="length", normalise="minmax"),
+        specs["varentropy"](name="varentropy", weight=1e-4)]})
+    torch.manual_seed(0)
+    model = RSForgeModel.from_recipe(recipe, plugins)
+    model.train()
+    modes = []
+    scored = model.continuation_logits
+
+    def spy(*args, **kwargs):
+        modes.append(model.training)
+        return scored(*args, **kwargs)
+
+    model.continuation_logits = spy
+    batch = _caption_batch()
+    rewards = RewardSet.from_recipe(recipe, plugins, batch.references)
+    assert rewards.weights == {"cider_d": 0.5, "length": 0.5}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    stage = StageConfig(kind="scst", scst_mode=mode, num_samples=2, max_new_tokens=6)
+    log = scst_step(model, batch, optimizer, scheduler, rewards, stage, grad_clip=1.0, precision="bf16")
+    assert modes == [False] and model.training
+    assert all(torch.isfinite(torch.tensor(v)) for v in log.values())
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    assert {"reward_cider_d", "greedy_cider_d", "reward_length", "reg_varentropy"} <= set(log)
+    assert log["loss"] == pytest.approx(log["policy_loss"] + 1e-4 * log["reg_varentropy"], rel=1e-4, abs=1e-5)
+    if mode == "teacher_forced":
+        # m <- 0.05 m + 0.95 mean(sample - argmax), from m = 0; each argmax caption repeats for its K samples.
+        assert log["running_mean_reward"] == pytest.approx(0.95 * (log["reward"] - log["greedy_reward"]), abs=1e-5)
+        assert rewards.state_dict()["running_mean_reward"] == log["running_mean_reward"]
+        assert 1 <= log["sample_tokens"] <= 6  # at most the longest answer and its EOS
+    else:
+        assert "running_mean_reward" not in log
+
+
+def test_an_scst_recipe_refuses_rewards_that_ignore_the_caption(tiny_recipe, plugins):
+    from rsforge.core.errors import RecipeError
+
+    spec = {name: plugins.registry.get("reward", name).config for name in ("cider_d", "mask_iou", "varentropy")}
+    train = tiny_recipe.train.model_copy(update={"stages": [StageConfig(kind="sft"), StageConfig(kind="scst")]})
+    mask_reward = tiny_recipe.model_copy(update={"train": train, "rewards": [
+        spec["cider_d"](name="cider_d"), spec["mask_iou"](name="mask_iou")]})
+    with pytest.raises(RecipeError, match=r"rewards\[1\] \(mask_iou\): its score does not depend on the caption"):
+        RSForgeModel.from_recipe(mask_reward, plugins, device="meta")
+    only_regulariser = tiny_recipe.model_copy(update={"train": train,
+                                                      "rewards": [spec["varentropy"](name="varentropy")]})
+    with pytest.raises(RecipeError, match="only logit regularisers"):
+        RSForgeModel.from_recipe(only_regulariser, plugins, device="meta")
+    # Without an scst stage a mask reward is no recipe error (nothing samples captions).
+    RSForgeModel.from_recipe(mask_reward.model_copy(update={"train": tiny_recipe.train}), plugins, device="meta")

@@ -143,7 +143,7 @@ def test_plugin_registers_cider_d():
     assert spec["factory"] == "rsforge.rewards.cider:CiderD"
     assert spec["config"] == "rsforge.rewards.configs:CiderDConfig"
     config = CiderDConfig.model_validate({"name": "cider_d", **spec["example"]})
-    assert (config.n, config.sigma, config.weight) == (4, 6.0, 1.0)
+    assert (config.n, config.sigma, config.weight) == (4, 6.0, None)  # no weight given: the trainer's default
     with pytest.raises(ValidationError):
         CiderDConfig(name="cider_d", df="corpus")
 

@@ -1,6 +1,6 @@
-"""RewardSet: building from a recipe's reward list, running normalisation, weights, regularisers,
-and the running statistics' round trip through a state dict. Uses in-process reward plugins, so the
-kernel test needs no plugin package."""
+"""RewardSet: building from a recipe's reward list, PTB tokenization of what rewards read, the running
+normalisations (zscore, the seed's minmax), weights, regularisers, and the running statistics' round trip
+through a state dict. Uses in-process reward plugins, so the test needs no plugin package."""
 
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ class WordCount(Reward):
 
 class ScaledConfig(RewardConfig):
     scale: float = 1.0
+
+
+class Echo(Reward):
+    """Raw reward 0; keeps what it was called with."""
+
+    def __init__(self, config):
+        self.seen = []
+
+    def __call__(self, candidates, references, extras=None):
+        self.seen.append((list(candidates), [list(r) for r in references]))
+        return torch.zeros(len(candidates))
 
 
 class Fitted(Reward):
@@ -60,6 +71,7 @@ class Plugin:
     def register_rewards(self, register):
         register("words", factory=f"{__name__}:WordCount", config=ScaledConfig)
         register("fitted", factory=f"{__name__}:Fitted", config=RewardConfig)
+        register("echo", factory=f"{__name__}:Echo", config=RewardConfig)
         register("mean_logit", factory=f"{__name__}:MeanLogit", config=RewardConfig)
 
 
@@ -90,7 +102,7 @@ def test_welford_and_ema_statistics():
 
 def test_normalised_weighted_sum_and_raw_scores(registry):
     configs = [ScaledConfig(name="words", weight=2.0), ScaledConfig(name="words", scale=10.0, weight=1.0),
-               ScaledConfig(name="words", weight=0.5, normalise=False)]
+               ScaledConfig(name="words", weight=0.5, normalise="none")]
     rewards = RewardSet(configs, registry)
     assert rewards.names == ["words_1", "words_2", "words_3"]
     candidates, references = ["a", "a b", "a b c"], [["x"]] * 3
@@ -122,7 +134,7 @@ def test_state_round_trip(registry):
 
 
 def test_corpus_fit_and_regularisers(registry):
-    configs = [RewardConfig(name="fitted", normalise=False), RewardConfig(name="mean_logit", weight=0.5)]
+    configs = [RewardConfig(name="fitted", normalise="none"), RewardConfig(name="mean_logit", weight=0.5)]
     # A split with one sample per caption repeats each image's references: they are fitted once.
     rewards = RewardSet(configs, registry, corpus=[["a road"], ["a house", "two trees"], ["a house", "two trees"]])
     assert rewards.rewards[0].fn.corpus == [["a road"], ["a house", "two trees"]]
@@ -138,3 +150,46 @@ def test_corpus_fit_and_regularisers(registry):
         only_regularisers.score(["a"], [["a"]])
     with pytest.raises(RecipeError, match=r"rewards\[0\].name: unknown reward 'nope'"):
         RewardSet([RewardConfig(name="nope")], registry)
+
+
+def test_minmax_is_the_seeds_running_min_max_with_uniform_weights(registry):
+    """InstructBLIP-SCST's `normalize_score`: min and max over everything seen, this batch included, then
+    (x - min) / (max - min), 0 while min == max; unset weights are 1/N over the N text rewards."""
+    configs = [ScaledConfig(name="words", normalise="minmax"),
+               ScaledConfig(name="words", scale=10.0, normalise="minmax"), RewardConfig(name="mean_logit", weight=1e-4)]
+    rewards = RewardSet(configs, registry)
+    assert rewards.weights == {"words_1": 0.5, "words_2": 0.5}
+    assert rewards.regularisers[0].weight == 1e-4
+    first = rewards.score(["a b", "a b"], [["x"]] * 2)
+    assert first.normalised["words_1"].tolist() == [0.0, 0.0]  # one value seen: no range yet
+    second = rewards.score(["a", "a b c", "a b"], [["x"]] * 3)
+    torch.testing.assert_close(second.normalised["words_1"], torch.tensor([0.0, 1.0, 0.5]))
+    torch.testing.assert_close(second.total, torch.tensor([0.0, 1.0, 0.5]))  # both scale alike, 0.5 each
+    third = rewards.score(["a b c d e"], [["x"]])  # widens the range to [1, 5]
+    assert third.normalised["words_2"].tolist() == [1.0]
+    assert rewards.score(["a b c"], [["x"]], update=False).normalised["words_1"].tolist() == [0.5]
+    state = rewards.state_dict()
+    assert state["normalisers"]["words_1"] == {"normalise": "minmax", "low": 1.0, "high": 5.0}
+    restored = RewardSet(configs, registry)
+    restored.load_state_dict(state)
+    assert restored.state_dict() == state
+    zscored = RewardSet([ScaledConfig(name="words", normalise="zscore"),
+                         ScaledConfig(name="words", normalise="minmax")], registry)
+    with pytest.raises(ValueError, match="do not match"):
+        zscored.load_state_dict(state)
+    # Explicit weights win; a zscore reward left unset weighs 1.
+    mixed = RewardSet([ScaledConfig(name="words", normalise="minmax", weight=2.0), ScaledConfig(name="words")],
+                      registry)
+    assert mixed.weights == {"words_1": 2.0, "words_2": 1.0}
+    with pytest.raises(ValueError, match="norm_momentum: only `normalise: zscore`"):
+        RewardConfig(name="words", normalise="minmax", norm_momentum=0.1)
+
+
+def test_rewards_read_ptb_tokenized_text(registry):
+    """Candidates, references and the fitted corpus reach rewards as caption evaluation tokenizes them."""
+    rewards = RewardSet([RewardConfig(name="echo"), RewardConfig(name="fitted", normalise="none")], registry,
+                        corpus=[["The road's edge (left)."], ["Two trees."]])
+    assert rewards.rewards[1].fn.corpus == [["the road 's edge -lrb- left -rrb-"], ["two trees"]]
+    rewards.score(["Some trees were cut down.", "A new building, built in 2020!"], [["Trees: cut."], ["X-ray"]])
+    assert rewards.rewards[0].fn.seen == [(["some trees were cut down", "a new building built in 2020"],
+                                           [["trees cut"], ["x-ray"]])]

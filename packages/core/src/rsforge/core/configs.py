@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class PartConfig(BaseModel):
@@ -53,14 +53,24 @@ class HeadConfig(PartConfig):
 
 
 class RewardConfig(PartConfig):
-    """`weight`: the reward's factor in the combined reward (a logit regulariser's: of its loss term).
-    `normalise`: standardise the raw reward with its running mean and std before weighting, so rewards
-    of different scales combine; the statistics are Welford's over every score seen, or an EMA with
-    `norm_momentum` (the weight of the newest batch). Regularisers are never normalised."""
+    """`weight`: the reward's factor in the combined reward (a logit regulariser's: of its loss term);
+    unset: 1/N for a `minmax` reward (the InstructBLIP-SCST seed's uniform weights over the recipe's N
+    text rewards), else 1. `normalise`: how the trainer scales the raw reward before weighting, with
+    running statistics that all workers share and checkpoints keep: `zscore` standardises it with the
+    running mean and std (Welford's over every score seen, or an EMA with `norm_momentum`, the weight of
+    the newest batch); `minmax` maps it to [0, 1] with the running min and max (the seed's; 0 while they
+    are equal); `none` keeps it raw. Regularisers are never normalised."""
 
-    weight: float = 1.0
-    normalise: bool = True
+    weight: float | None = None
+    normalise: Literal["zscore", "minmax", "none"] = "zscore"
     norm_momentum: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _momentum_needs_zscore(self) -> Self:
+        if self.norm_momentum is not None and self.normalise != "zscore":
+            raise ValueError(f"norm_momentum: only `normalise: zscore` keeps a running mean to average; this "
+                             f"reward's normalise is {self.normalise}")
+        return self
 
 
 class DatasetConfig(PartConfig):

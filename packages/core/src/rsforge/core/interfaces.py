@@ -206,10 +206,14 @@ class Reward:
 
     Abilities: `needs_corpus = True` when `fit(references)` must see the training references first
     (CIDEr-D's document frequencies); `reads_extras` names the `extras` keys it reads besides the texts
-    (`masks`, `mask_valid`, `pred_masks`). `close()` releases what it holds (a Java process)."""
+    (`masks`, `mask_valid`, `pred_masks`); `reads_caption = False` when the score does not depend on the
+    candidate text (a mask IoU), which makes it useless to SCST: a sample and its baseline score the same,
+    so the assembler refuses it in a recipe with an scst stage. `close()` releases what it holds (a Java
+    process)."""
 
     needs_corpus: ClassVar[bool] = False
     reads_extras: ClassVar[frozenset[str]] = frozenset()
+    reads_caption: ClassVar[bool] = True
 
     def fit(self, corpus: list[list[str]]) -> Reward:
         return self

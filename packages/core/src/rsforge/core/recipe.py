@@ -20,17 +20,29 @@ from rsforge.core.registry import Registry
 
 class StageConfig(BaseModel):
     """One stage of a training run. `sft`: answer-only cross-entropy plus every head's loss; `mask`:
-    the mask heads' losses only; `scst`: self-critical sequence training on the recipe's rewards
-    (K free multinomial rollouts per input, the greedy decode as baseline)."""
+    the mask heads' losses only; `scst`: self-critical sequence training on the recipe's rewards, in one
+    of two modes (`scst_mode`):
+
+    - `rollout` (Rennie et al.'s SCST, as the InstructBLIP-SCST README describes it): K free multinomial
+      rollouts per input, each rewarded minus the reward of the input's greedy decode;
+    - `teacher_forced` (the InstructBLIP-SCST public code, `BaseTask.train_rl_step`): one forward pass
+      teacher-forced on the sample's answer; at every answer position K tokens are drawn from its
+      distribution and the argmax is the baseline; the advantage (sample - baseline) minus a running
+      mean is standardised over the batch.
+
+    Both score log-probs with dropout off, under `train.precision`."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["sft", "mask", "scst"] = "sft"
     epochs: int = Field(1, ge=1)
     lr: float | None = Field(None, gt=0, description="this stage's base learning rate; none: train.lr")
-    num_samples: int = Field(5, ge=1, description="scst: free rollouts per input (K)")
-    max_new_tokens: int = Field(24, ge=1, description="scst: rollout length")
-    temperature: float = Field(1.0, gt=0, description="scst: sampling temperature of the rollouts")
+    scst_mode: Literal["rollout", "teacher_forced"] = Field(
+        "rollout", description="scst: free rollouts against the greedy decode, or the seed code's samples from "
+                               "teacher-forced logits against their argmax")
+    num_samples: int = Field(5, ge=1, description="scst: rollouts per input (K), or samples per answer position")
+    max_new_tokens: int = Field(24, ge=1, description="scst: rollout length (rollout mode)")
+    temperature: float = Field(1.0, gt=0, description="scst: sampling temperature of the rollouts or samples")
 
 
 class TrainConfig(BaseModel):

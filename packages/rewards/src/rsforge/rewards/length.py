@@ -1,15 +1,36 @@
-"""Length reward: how close a candidate's word count is to a target length."""
+"""Length rewards: the seed's token count, and closeness of the word count to a target length."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from rsforge.core.interfaces import Reward
 from rsforge.rewards.common import as_scores, check_batch
-from rsforge.rewards.configs import LengthConfig
+from rsforge.rewards.configs import LengthConfig, LengthTargetConfig
+
+
+class TokenCount(Reward):
+    """The seed's `length` signal: the number of tokens of the generated caption, maximised (README,
+    "length: opposite of the number of tokens in the generated caption", negated there because it
+    minimises a loss; the reward here is the count itself, and SCST maximises rewards). Tokens are the
+    whitespace-separated words of the PTB-normalised caption. The seed scales it only through its
+    running min-max normalisation, which the trainer's reward set applies.
+
+    Differences from the seed's public code (`rewards.py`, `length_penalization`): it returns minus the
+    caption's UTF-8 byte length, which under its own policy loss shortens captions, the opposite of the
+    README's stated aim of longer ones; this reward follows the README."""
+
+    def __init__(self, config: LengthConfig) -> None:
+        self.config = config
+
+    def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]],
+                 extras: dict[str, Any] | None = None) -> torch.Tensor:
+        check_batch("length", candidates, references)
+        return as_scores([float(len(c.split())) for c in candidates])
 
 
 class LengthReward(Reward):
@@ -17,7 +38,7 @@ class LengthReward(Reward):
     reference length (`closest`), the references' mean length (`mean`) or a fixed word count.
     Captions trained with CIDEr drift short or long; this pulls them back."""
 
-    def __init__(self, config: LengthConfig) -> None:
+    def __init__(self, config: LengthTargetConfig) -> None:
         self.config = config
 
     def target(self, references: list[str]) -> float:
@@ -28,7 +49,7 @@ class LengthReward(Reward):
 
     def __call__(self, candidates: list[str], references: list[list[str]], extras: dict[str, Any] | None = None
                  ) -> torch.Tensor:
-        check_batch("length", candidates, references)
+        check_batch("length_target", candidates, references)
         scores = []
         for candidate, refs in zip(candidates, references, strict=True):
             words = len(candidate.split())

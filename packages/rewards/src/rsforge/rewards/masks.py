@@ -18,6 +18,9 @@ class MaskIoU(Reward):
     (they only fix the batch size)."""
 
     reads_extras = frozenset({"pred_masks", "masks"})
+    # The mask comes from the image pair, not from the sampled caption: no SCST signal (the assembler
+    # refuses it in a recipe with an scst stage).
+    reads_caption = False
 
     def __init__(self, config: MaskIoUConfig) -> None:
         self.config = config

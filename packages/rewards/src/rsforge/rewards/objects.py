@@ -1,178 +1,114 @@
-"""Object coverage ("SDE") and counting accuracy over a remote-sensing object vocabulary.
+"""Object rewards: the seed's SDE (scene description exhaustiveness) and the object coverage variant.
 
-Words are lowercased, stripped of punctuation and lemmatised by rule (plural and -ies/-ves forms are
-tried against the vocabulary, so "houses" -> "house", "bushes" -> "bush", "factories" -> "factory",
-while "grass" stays whole); no NLTK data is needed. Synonyms name one class ("house", "residence",
-"building" -> building; "tree", "forest", "grass" -> vegetation), and multi-word names ("parking
-lot", "bare land") are matched before single words.
+Both compare object classes found by `rsforge.rewards.vocabulary.ObjectVocabulary` (lemmatised words,
+synonyms from the vocabulary file). Captions are expected PTB-normalised (lower case, punctuation
+removed); the vocabulary lower-cases and splits on non-alphanumerics anyway, so raw text gives the same
+classes.
 """
 
 from __future__ import annotations
 
-import re
-import statistics
 from abc import ABC, abstractmethod
-from functools import cached_property
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from rsforge.core.interfaces import Reward
 from rsforge.rewards.common import as_scores, check_batch
-from rsforge.rewards.configs import CountingConfig, ObjectsConfig, SDEConfig
+from rsforge.rewards.configs import ObjectCoverageConfig, ObjectsConfig, SDEConfig
+from rsforge.rewards.vocabulary import ObjectVocabulary, load_classes
 
-# class -> words or phrases naming it, singular
-VOCABULARY: dict[str, tuple[str, ...]] = {
-    "building": ("building", "house", "residence", "home", "dwelling", "structure", "apartment", "villa",
-                 "cottage", "warehouse", "factory", "roof", "residential building", "residential area"),
-    "road": ("road", "street", "highway", "lane", "avenue", "motorway", "roadway", "path", "driveway"),
-    "vegetation": ("vegetation", "tree", "forest", "wood", "woodland", "grass", "grassland", "bush", "shrub",
-                   "plant", "greenery", "green area", "green space", "lawn"),
-    "water": ("water", "river", "lake", "pond", "pool", "swimming pool", "sea", "canal", "stream",
-              "reservoir"),
-    "parking": ("parking lot", "parking area", "parking space", "car park", "parking"),
-    "bare_land": ("bare land", "bare ground", "bare soil", "empty land", "vacant land", "open land",
-                  "wasteland", "soil", "dirt", "sand"),
-    "farmland": ("farmland", "field", "crop", "cropland", "farm", "agricultural land", "paddy", "orchard"),
-    "vehicle": ("car", "vehicle", "truck", "bus"),
-    "railway": ("railway", "railroad", "rail", "train track"),
-    "bridge": ("bridge", "overpass"),
-    "sports": ("playground", "stadium", "court", "sports field", "tennis court", "running track"),
-}
-
-NUMBERS = {"a": 1, "an": 1, "one": 1, "single": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-           "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "dozen": 12, "pair": 2,
-           "couple": 2, "both": 2}
-# Words a number may not be separated from its object by ("a building was ... two" is not a count).
-_BREAKS = {"was", "were", "is", "are", "be", "been", "has", "have", "had", "and", "or", "of", "in", "on", "at",
-           "the", "to", "by", "with", "from", "near", "into", "than", "but", "while"}
-_MAX_MODIFIERS = 2  # "two new large buildings": up to two words between a number and its object
-_WORD = re.compile(r"[a-z0-9]+")
+OBJECT_COUNTS = "object_counts"
 
 
-class ObjectVocabulary:
-    """Finds object classes (and counted ones) in captions."""
+class ObjectReward(Reward, ABC):
+    """A reward over the object classes of the vocabulary its config names."""
 
-    def __init__(self, extra: dict[str, list[str]] | None = None) -> None:
-        names = {cls: list(words) for cls, words in VOCABULARY.items()}
-        for cls, words in (extra or {}).items():
-            names.setdefault(cls, []).extend(w.lower() for w in words)
-        self.phrases: dict[tuple[str, ...], str] = {}
-        for cls, words in names.items():
-            for word in words:
-                self.phrases[tuple(word.split())] = cls
-        self.longest = max(len(p) for p in self.phrases)
-
-    @cached_property
-    def lemmas(self) -> set[str]:
-        return {w for phrase in self.phrases for w in phrase}
-
-    def lemma(self, word: str) -> str:
-        """The vocabulary word that `word` inflects, else `word` itself."""
-        if word in self.lemmas or len(word) < 3:
-            return word
-        options = []
-        if word.endswith("ies"):
-            options.append(word[:-3] + "y")
-        if word.endswith("ves"):
-            options += [word[:-3] + "f", word[:-3] + "fe"]
-        if word.endswith("es"):
-            options.append(word[:-2])
-        if word.endswith("s") and not word.endswith("ss"):
-            options.append(word[:-1])
-        return next((o for o in options if o in self.lemmas), word)
-
-    def words(self, text: str) -> list[str]:
-        return [self.lemma(w) for w in _WORD.findall(text.lower())]
-
-    def mentions(self, text: str) -> list[tuple[int, int, str]]:
-        """(first word, end word, class) of every object named, longest phrase first, left to right."""
-        words, found, i = self.words(text), [], 0
-        while i < len(words):
-            for size in range(min(self.longest, len(words) - i), 0, -1):
-                cls = self.phrases.get(tuple(words[i : i + size]))
-                if cls is not None:
-                    found.append((i, i + size, cls))
-                    i += size
-                    break
-            else:
-                i += 1
-        return found
-
-    def classes(self, text: str) -> set[str]:
-        return {cls for _, _, cls in self.mentions(text)}
-
-    def counts(self, text: str) -> dict[str, int]:
-        """Class -> how many the text counts ("two new buildings", "3 houses", "a road"), summed over
-        the text's counted mentions; objects named without a number ("some trees") are not counted."""
-        words = self.words(text)
-        counts: dict[str, int] = {}
-        for start, _, cls in self.mentions(text):
-            for back in range(1, _MAX_MODIFIERS + 2):
-                at = start - back
-                if at < 0:
-                    break
-                word = words[at]
-                number = int(word) if word.isdigit() else NUMBERS.get(word)
-                if number is not None:
-                    counts[cls] = counts.get(cls, 0) + number
-                    break
-                if word in _BREAKS or word in self.lemmas:
-                    break
-        return counts
-
-
-class _ObjectReward(Reward, ABC):
     name = ""
 
     def __init__(self, config: ObjectsConfig) -> None:
         self.config = config
-        self.vocabulary = ObjectVocabulary(config.synonyms)
+        self.vocabulary = ObjectVocabulary(load_classes(config.vocabulary), config.synonyms)
 
-    def __call__(self, candidates: list[str], references: list[list[str]], extras: dict[str, Any] | None = None
-                 ) -> torch.Tensor:
+    def entities(self, text: str) -> set[str]:
+        """The object classes `text` names (lemmatised, synonyms merged)."""
+        return self.vocabulary.entities(text)
+
+    def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]],
+                 extras: dict[str, Any] | None = None) -> torch.Tensor:
         check_batch(self.name, candidates, references)
-        return as_scores([self.score(c, refs) for c, refs in zip(candidates, references, strict=True)])
+        rows = self.extra_rows(len(candidates), extras)
+        return as_scores([self.score(c, list(refs), row)
+                          for c, refs, row in zip(candidates, references, rows, strict=True)])
+
+    def extra_rows(self, n: int, extras: dict[str, Any] | None) -> Sequence[Any]:
+        """What `score` gets besides the texts, one per candidate; None by default."""
+        return [None] * n
 
     @abstractmethod
-    def score(self, candidate: str, references: list[str]) -> float:
+    def score(self, candidate: str, references: list[str], extra: Any) -> float:
         """One candidate's score against its references."""
 
 
-class ObjectCoverage(_ObjectReward):
-    """SDE: the share of the object classes named by the references (any of them) that the candidate
-    names too, in [0, 1]. References naming no object: `no_objects` if the candidate names none either,
-    else 0 (it names objects in an unchanged scene)."""
+class SceneDescriptionExhaustiveness(ObjectReward):
+    """SDE, the seed's definition (InstructBLIP-SCST README, "SDE: Scene Description Exhaustiveness",
+    and its worked example): the proportion of the ground-truth entities that the generated caption
+    names, |E_gt & E_caption| / |E_gt|, in [0, 1]. E_gt is the union of the entities of all reference
+    captions and, where `extras["object_counts"]` gives the image's count dictionary (class -> count),
+    of the classes counted there (count > 0). Entities are lemmatised, and synonyms name one entity
+    (vocabulary file). "There is a forest." against "There is a forest and a river." and "There is a
+    forest, a river and a road." scores 1/3.
+
+    Differences from the seed, by choice: the seed extracts entities with the FACTUAL scene-graph
+    parser (`scenegraphmaker`, not in its public code) and lemmatises with WordNet; here entities are
+    the classes of a closed vocabulary, so words outside it are no entities. No ground-truth entity:
+    0, as the seed's `calculate_proportion` returns for an empty list.
+
+    `extras["object_counts"]` (optional): a sequence with one entry per candidate, each a mapping
+    class label -> count (dataset labels such as "storage-tank" or "small_vehicle" map through the
+    vocabulary) or None."""
 
     name = "sde"
+    reads_extras = frozenset({OBJECT_COUNTS})
     config: SDEConfig
 
-    def score(self, candidate: str, references: list[str]) -> float:
-        wanted = set().union(*(self.vocabulary.classes(r) for r in references))
-        named = self.vocabulary.classes(candidate)
+    def extra_rows(self, n: int, extras: dict[str, Any] | None) -> Sequence[Any]:
+        counts = (extras or {}).get(OBJECT_COUNTS)
+        if counts is None:
+            return [None] * n
+        if len(counts) != n:
+            raise ValueError(f"sde: extras['{OBJECT_COUNTS}'] has {len(counts)} entries for {n} candidates")
+        return counts
+
+    def ground_truth(self, references: list[str], counts: Mapping[str, float] | None = None) -> set[str]:
+        """The ground-truth entities: those the references name, and the classes `counts` counts."""
+        found = set().union(*(self.entities(r) for r in references))
+        for label, count in (counts or {}).items():
+            if count and count > 0:
+                # Dataset labels join words with "-" or "_" ("storage-tank", "small_vehicle").
+                found |= self.entities(label.replace("-", " ").replace("_", " "))
+        return found
+
+    def score(self, candidate: str, references: list[str], extra: Mapping[str, float] | None) -> float:
+        wanted = self.ground_truth(references, extra)
+        if not wanted:
+            return 0.0
+        return len(wanted & self.entities(candidate)) / len(wanted)
+
+
+class ObjectCoverage(ObjectReward):
+    """The share of the object classes named by the references (any of them) that the candidate names
+    too, in [0, 1]; when the references name no object, `no_objects` if the candidate names none either,
+    else 0 (it names objects in, e.g., an unchanged scene). SDE without count dictionaries, with a
+    choice for captions of empty scenes."""
+
+    name = "object_coverage"
+    config: ObjectCoverageConfig
+
+    def score(self, candidate: str, references: list[str], extra: Any) -> float:
+        wanted = set().union(*(self.entities(r) for r in references))
+        named = self.entities(candidate)
         if not wanted:
             return self.config.no_objects if not named else 0.0
         return len(wanted & named) / len(wanted)
-
-
-class CountingAccuracy(_ObjectReward):
-    """1 - the mean normalised count error over the classes the references count: per class
-    |c - r| / max(c, r), with r the median of the references that count the class and c the
-    candidate's count (error 1 where the candidate gives no number). 1 when the references count
-    nothing, so uncounted captions leave the combined reward alone."""
-
-    name = "counting"
-    config: CountingConfig
-
-    def score(self, candidate: str, references: list[str]) -> float:
-        per_reference = [self.vocabulary.counts(r) for r in references]
-        wanted = {cls for counts in per_reference for cls in counts}
-        if not wanted:
-            return 1.0
-        got = self.vocabulary.counts(candidate)
-        errors = []
-        for cls in wanted:
-            target = statistics.median(c[cls] for c in per_reference if cls in c)
-            have = got.get(cls)
-            errors.append(1.0 if have is None else abs(have - target) / max(have, target))
-        return 1.0 - sum(errors) / len(errors)

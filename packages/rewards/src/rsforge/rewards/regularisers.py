@@ -14,13 +14,25 @@ from rsforge.core.interfaces import LogitRegulariser
 from rsforge.rewards.configs import VarentropyConfig
 
 _EPS = 1e-8
+_SEED_EPS = 1e-7  # the seed's guard on the mean entropy
 
 
 class Varentropy(LogitRegulariser):
-    """Per sequence, the mean over its tokens (mask True; after EOS is False) of the token
-    distribution's entropy H = -sum p log p, its varentropy V = sum p (log p + H)^2 (how unevenly
-    surprising the candidate tokens are), or V / H."""
+    """Terms on the token distributions' entropies H = -sum p log p (tokens with mask True; after EOS
+    is False).
 
+    `entropy_variance_ratio` (default), the seed's V/E term (InstructBLIP-SCST `base_task.py`,
+    `train_rl_step`: "Add the weighted varentropy / entropy ratio to the loss -> Decrease varentropy,
+    increase entropy"): over all the batch's tokens, the variance of their entropies (unbiased, as
+    torch's `var`) divided by their mean entropy (+ 1e-7), one value for the batch, returned for each
+    sequence so the trainer's mean is that value. The seed adds it to the loss with lambda = 1e-4 (a
+    positive weight: it lowers the ratio). It takes every position of its teacher-forced logits,
+    padding included; here only the sampled tokens count, so the value does not depend on how far a
+    batch is padded.
+
+    The others, per sequence, averaged over its tokens: `entropy` H, `varentropy` the entropix
+    varentropy sum p (log p + H)^2 (how unevenly surprising the candidate tokens are), `ratio` the
+    per-token varentropy / H."""
 
     def __init__(self, config: VarentropyConfig) -> None:
         self.config = config
@@ -32,6 +44,11 @@ class Varentropy(LogitRegulariser):
         logp = torch.log_softmax(logits.float(), dim=-1)
         p = logp.exp()
         entropy = -(p * logp).sum(-1)
+        if self.config.mode == "entropy_variance_ratio":
+            tokens = entropy[mask.bool()]
+            mean = tokens.mean() if len(tokens) else entropy.new_zeros(())
+            variance = (tokens - mean).square().sum() / max(len(tokens) - 1, 1)
+            return (variance / (mean + _SEED_EPS)).expand(len(logits))
         if self.config.mode == "entropy":
             value = entropy
         else:

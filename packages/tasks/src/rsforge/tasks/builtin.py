@@ -13,10 +13,12 @@ from rsforge.datasets.prompts import GRID_CELLS
 from rsforge.tasks import parsers as p
 from rsforge.tasks.metrics import answers as am
 from rsforge.tasks.metrics import boxes as bm
+from rsforge.tasks.metrics import objects as om
 from rsforge.tasks.task import (
     META_CANDIDATES,
     META_QUESTION_TYPE,
     CaptionTask,
+    Scored,
     Task,
     bad_reference,
     reference_answer,
@@ -165,8 +167,25 @@ TASKS: dict[str, Task] = {
 CAPTION_TASKS = ("change_captioning", "captioning")
 
 
+class ObjectCaptionTask(CaptionTask):
+    """A caption task that also reports the seed's oversights and hallucinations (`objects/<group>`,
+    `rsforge.tasks.metrics.objects`) with the entities of the registered `sde` reward; without one, a
+    warning says they are skipped."""
+
+    def score(self, samples: Sequence[Sample], answers: Sequence[str], *, normalized_coords: bool = False) -> Scored:
+        scored = super().score(samples, answers, normalized_coords=normalized_coords)
+        entities = om.registered_entities()
+        if entities is not None:
+            refs = dict(zip((s.id for s in samples), self.check_references(samples), strict=True))
+            preds = {s.id: a for s, a in zip(samples, answers, strict=True)}
+            groups = {s.id: "changed" if s.changed else "unchanged" for s in samples if s.changed is not None}
+            by_group = om.object_metrics_by_group(preds, refs, groups, entities)
+            scored.metrics.update({f"objects/{g}": v for g, v in by_group.items()})
+        return scored
+
+
 def builtin_task(config: TaskConfig) -> Task | CaptionTask:
     """The factory every built-in task is registered with."""
     if config.name in CAPTION_TASKS:
-        return CaptionTask(config.name)
+        return ObjectCaptionTask(config.name)
     return TASKS[config.name]

@@ -65,7 +65,8 @@ def _generate(
     model.eval()
     dataset = SampleDataset(samples, model.image_size, model.interpolation)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
-    with tqdm(total=len(samples), desc=desc, unit="sample", disable=not progress) as bar:
+    # disable=None: no bar when the output is not a terminal (a log file would get one \r-joined line)
+    with tqdm(total=len(samples), desc=desc, unit="sample", disable=None if progress else True) as bar:
         for batch in loader:
             texts = (model.generate(batch.images, batch.prompts, max_new_tokens=max_new_tokens).texts
                      if model.decoder is not None else [""] * len(batch))

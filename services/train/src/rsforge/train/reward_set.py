@@ -2,15 +2,22 @@
 
 A recipe's `rewards:` list holds two kinds of parts, told apart by the built part:
 
-- text rewards, `(candidates, references, extras) -> (B,)` raw scores. Each is standardised with
-  its running mean and std (`normalise`, Welford over everything seen or an EMA with
-  `norm_momentum`), multiplied by its `weight`, and the sum is the combined reward (B,);
+- text rewards, `(candidates, references, extras) -> (B,)` raw scores. Before any of them reads a
+  caption, candidates and references are PTB-tokenized as caption evaluation tokenizes them
+  (`rsforge.tasks.metrics.ptb`: lower case, punctuation removed), so the training signal and the
+  reported CIDEr see the same words. Each raw score is then scaled as its `normalise` says: `zscore`
+  (running mean and std: Welford over everything seen, or an EMA with `norm_momentum`), `minmax`
+  (running min and max, as the InstructBLIP-SCST seed does) or `none`; multiplied by its `weight` (unset:
+  1/N under `minmax`, the seed's uniform weights over the N text rewards, else 1); the sum is the
+  combined reward (B,);
 - logit regularisers (`LogitRegulariser`s), `(logits (N, L, V), mask (N, L)) -> (N,)`: their
   `weight * mean(value)` is added to the policy loss by `regularise`.
 
-Rewards that learn corpus statistics (`needs_corpus = True`, e.g. CIDEr-D's document frequencies)
-are fitted on the training references given at construction. The running statistics travel with
-checkpoints through `state_dict` / `load_state_dict`.
+The running statistics are folded from every worker's scores at every training step (gathered over
+`torch.distributed` when it is initialised), so all ranks hold the same statistics, and rank 0's, saved
+in a checkpoint through `state_dict`, are every rank's. Rewards that learn corpus statistics
+(`needs_corpus = True`, e.g. CIDEr-D's document frequencies) are fitted on the (tokenized) training
+references given at construction.
 """
 
 from __future__ import annotations
@@ -22,16 +29,37 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 
 from rsforge.core.configs import RewardConfig
 from rsforge.core.errors import RecipeError
 from rsforge.core.interfaces import LogitRegulariser, Reward
 from rsforge.core.registry import Registry
+from rsforge.tasks.metrics.ptb import ptb_tokenize
+
+
+def gather_across_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Every rank's `values` (..., n_rank) concatenated along the last dimension in rank order, on the
+    CPU; `values` alone outside `torch.distributed`. Ranks may hold different numbers of values."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values.detach().cpu()
+    world = dist.get_world_size()
+    # NCCL moves CUDA tensors only; float64 carries float32 scores exactly.
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    local = values.detach().to(device=device, dtype=torch.float64)
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([local.shape[-1]], device=device))
+    counts = [int(s) for s in sizes]
+    padded = F.pad(local, (0, max(counts) - local.shape[-1]))
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
+    return torch.cat([g[..., :n] for g, n in zip(gathered, counts, strict=True)], dim=-1).cpu().to(values.dtype)
 
 
 class RunningStats:
-    """Running mean and variance of one reward: Welford's exact update over every value seen, or an
-    exponential moving average weighting each new batch by `momentum`."""
+    """`zscore`: running mean and variance of one reward: Welford's exact update over every value seen,
+    or an exponential moving average weighting each new batch by `momentum`."""
 
     def __init__(self, momentum: float | None = None) -> None:
         self.momentum = momentum
@@ -76,6 +104,39 @@ class RunningStats:
         self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
 
 
+class RunningMinMax:
+    """`minmax`, the InstructBLIP-SCST seed's normalisation (`BaseTask.normalize_score`): the smallest and
+    largest value seen so far, this batch included, and (x - min) / (max - min), or 0 while they are equal."""
+
+    def __init__(self) -> None:
+        self.low: float | None = None
+        self.high: float | None = None
+
+    def update(self, values: torch.Tensor) -> None:
+        if values.numel() == 0:
+            return
+        low, high = float(values.min()), float(values.max())
+        self.low = low if self.low is None else min(self.low, low)
+        self.high = high if self.high is None else max(self.high, high)
+
+    def normalise(self, values: torch.Tensor) -> torch.Tensor:
+        if self.low is None or self.high <= self.low:
+            return torch.zeros_like(values)
+        return (values - self.low) / (self.high - self.low)
+
+    def state_dict(self) -> dict[str, float | None]:
+        return {"low": self.low, "high": self.high}
+
+    def load_state_dict(self, state: dict[str, float | None]) -> None:
+        self.low, self.high = state["low"], state["high"]
+
+
+NORMALISERS: dict[str, Callable[[RewardConfig], RunningStats | RunningMinMax]] = {
+    "zscore": lambda config: RunningStats(config.norm_momentum),
+    "minmax": lambda config: RunningMinMax(),
+}
+
+
 @dataclass
 class RewardScores:
     """`total` (B,): the combined reward; `raw` and `normalised`: each text reward's (B,) scores."""
@@ -90,7 +151,8 @@ class _Entry:
     key: str
     config: RewardConfig
     fn: Callable
-    stats: RunningStats | None
+    weight: float
+    stats: RunningStats | RunningMinMax | None
 
 
 class RewardSet:
@@ -102,29 +164,39 @@ class RewardSet:
         document frequencies count images. Without a corpus those rewards use each call's references
         (CIDEr-D's document frequencies from the batch)."""
         if corpus is not None:
-            corpus = [list(refs) for refs in dict.fromkeys(tuple(refs) for refs in corpus)]
+            corpus = [[ptb_tokenize(r) for r in refs] for refs in dict.fromkeys(tuple(refs) for refs in corpus)]
         names = Counter(c.name for c in configs)
         seen: Counter = Counter()
-        self.rewards: list[_Entry] = []
-        self.regularisers: list[_Entry] = []
+        built = []
         for i, config in enumerate(configs):
             spec = registry.get("reward", config.name, path=f"rewards[{i}].name")
             fn = spec.load_factory()(config)
             # Two entries with one name (e.g. two length targets) are told apart by their position.
             seen[config.name] += 1
             key = config.name if names[config.name] == 1 else f"{config.name}_{seen[config.name]}"
-            if isinstance(fn, LogitRegulariser):
-                self.regularisers.append(_Entry(key, config, fn, None))
-                continue
-            if not isinstance(fn, Reward):
+            if not isinstance(fn, Reward | LogitRegulariser):
                 raise TypeError(f"rewards[{i}] ({config.name}): {spec.factory} builds a {type(fn).__name__}, which "
                                 "is neither a Reward nor a LogitRegulariser (rsforge.core.interfaces)")
+            built.append((i, key, config, fn))
+        text_rewards = sum(isinstance(fn, Reward) for *_, fn in built)
+        self.rewards: list[_Entry] = []
+        self.regularisers: list[_Entry] = []
+        for i, key, config, fn in built:
+            if isinstance(fn, LogitRegulariser):
+                self.regularisers.append(_Entry(key, config, fn, 1.0 if config.weight is None else config.weight, None))
+                continue
             if corpus is not None and fn.needs_corpus:
                 if not corpus:
                     raise RecipeError(f"rewards[{i}] ({config.name}): the training corpus has no references")
                 fn.fit(corpus)
-            stats = RunningStats(config.norm_momentum) if config.normalise else None
-            self.rewards.append(_Entry(key, config, fn, stats))
+            weight = config.weight
+            if weight is None:
+                weight = 1.0 / text_rewards if config.normalise == "minmax" else 1.0
+            stats = NORMALISERS[config.normalise](config) if config.normalise in NORMALISERS else None
+            self.rewards.append(_Entry(key, config, fn, weight, stats))
+        # The teacher-forced SCST step's running mean of (sample - greedy) rewards (`rsforge.train.scst`):
+        # state that a resumed run must continue, so it travels with these statistics.
+        self.running_mean_reward = 0.0
 
     @classmethod
     def from_recipe(cls, recipe, plugins, corpus: list[list[str]] | None = None) -> RewardSet:
@@ -137,30 +209,44 @@ class RewardSet:
         return [e.key for e in self.rewards]
 
     @property
+    def weights(self) -> dict[str, float]:
+        """Each text reward's factor in the combined reward, as resolved from the recipe."""
+        return {e.key: e.weight for e in self.rewards}
+
+    @property
     def extras_needed(self) -> set[str]:
         """The `extras` keys the text rewards read (e.g. mask_iou's predicted masks)."""
         return {k for e in self.rewards for k in e.fn.reads_extras}
 
     def score(self, candidates: list[str], references: list[list[str]], extras: dict[str, Any] | None = None,
               *, update: bool = True) -> RewardScores:
-        """Raw, normalised and combined rewards of a batch. `update`: fold these raw scores into the
-        running statistics first (training); False leaves them as they are (evaluation)."""
+        """Raw, normalised and combined rewards of a batch. `update`: fold these raw scores, with every
+        other rank's (a collective call: all ranks must make it), into the running statistics first
+        (training); False leaves them as they are (evaluation)."""
         if not self.rewards:
             raise RecipeError("rewards: no text reward to score with (only logit regularisers are listed)")
-        raw, normalised = {}, {}
-        total = torch.zeros(len(candidates))
+        candidates = [ptb_tokenize(c) for c in candidates]
+        references = [[ptb_tokenize(r) for r in refs] for refs in references]
+        raw = {}
         for entry in self.rewards:
             values = entry.fn(candidates, references, extras).detach().float().cpu()
             if values.shape != (len(candidates),):
                 raise ValueError(f"reward '{entry.key}' returned shape {tuple(values.shape)}, expected "
                                  f"({len(candidates)},)")
             raw[entry.key] = values
+        tracked = [e for e in self.rewards if e.stats is not None]
+        if update and tracked:
+            everyone = gather_across_ranks(torch.stack([raw[e.key] for e in tracked]))
+            for entry, values in zip(tracked, everyone, strict=True):
+                entry.stats.update(values)
+        normalised = {}
+        total = torch.zeros(len(candidates))
+        for entry in self.rewards:
+            values = raw[entry.key]
             if entry.stats is not None:
-                if update:
-                    entry.stats.update(values)
                 values = entry.stats.normalise(values).float()
             normalised[entry.key] = values
-            total = total + entry.config.weight * values
+            total = total + entry.weight * values
         return RewardScores(total=total, raw=raw, normalised=normalised)
 
     def regularise(self, logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -170,21 +256,25 @@ class RewardSet:
         values: dict[str, float] = {}
         for entry in self.regularisers:
             value = entry.fn(logits, mask).mean()
-            loss = loss + entry.config.weight * value
+            loss = loss + entry.weight * value
             values[entry.key] = float(value.detach())
         return loss, values
 
-    def state_dict(self) -> dict[str, dict[str, float]]:
-        return {e.key: e.stats.state_dict() for e in self.rewards if e.stats is not None}
+    def state_dict(self) -> dict[str, Any]:
+        """The running statistics of the normalised rewards and the running mean reward."""
+        stats = {e.key: {"normalise": e.config.normalise, **e.stats.state_dict()}
+                 for e in self.rewards if e.stats is not None}
+        return {"normalisers": stats, "running_mean_reward": self.running_mean_reward}
 
-    def load_state_dict(self, state: dict[str, dict[str, float]]) -> None:
-        expected = set(self.state_dict())
-        if set(state) != expected:
-            raise ValueError(f"reward statistics for {sorted(state)} do not match the recipe's normalised rewards "
-                             f"{sorted(expected)}")
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        expected = {key: value["normalise"] for key, value in self.state_dict()["normalisers"].items()}
+        given = {key: value.get("normalise") for key, value in state["normalisers"].items()}
+        if given != expected:
+            raise ValueError(f"reward statistics for {given} do not match the recipe's normalised rewards {expected}")
         for entry in self.rewards:
             if entry.stats is not None:
-                entry.stats.load_state_dict(state[entry.key])
+                entry.stats.load_state_dict(state["normalisers"][entry.key])
+        self.running_mean_reward = float(state["running_mean_reward"])
 
     def close(self) -> None:
         """Release what rewards hold (METEOR's Java process)."""
