@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -88,3 +89,15 @@ def test_the_recipe_sections_validate(plugins):
     base = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
     for section in sections:
         parse_recipe({**base, **section}, plugins.registry, source="README.md")
+
+
+def test_the_demo_numbers_are_pasted_from_the_recorded_run():
+    """The README's demo table is written by scripts/demo_table.py from docs/demo-results.json, which that
+    script records from a `make demo` run: nobody types the numbers."""
+    import runpy
+
+    script = runpy.run_path(str(ROOT / "scripts" / "demo_table.py"))
+    assert script["main"](["--check"]) == 0
+    results = json.loads((ROOT / "docs" / "demo-results.json").read_text())
+    assert results["recipe"] == "demo-change-captioner" and results["split"] == "test"
+    assert results["versions"]["torch"] == "2.14.1"

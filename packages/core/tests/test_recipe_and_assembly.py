@@ -105,7 +105,8 @@ def test_weights_that_do_not_fit_the_recipe_are_refused(tmp_path, toy_plugins):
     model.save_pretrained(tmp_path / "m")
     recipe = (tmp_path / "m" / "recipe.yaml").read_text().replace("out_dim: 6", "out_dim: 7")
     (tmp_path / "m" / "recipe.yaml").write_text(recipe)
-    with pytest.raises(Exception, match=r"bridges\.1\.proj\.weight"):
+    with pytest.raises(ValueError, match=r"model\.safetensors: bridges\.1\.proj\.(bias|weight) has shape \(6.*\) in "
+                                         r"the file, but the recipe builds \(7"):
         RSForgeModel.from_pretrained(tmp_path / "m", plugins=toy_plugins)
 
 

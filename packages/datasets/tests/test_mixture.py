@@ -16,3 +16,9 @@ def test_mixture_follows_the_weights_and_is_seeded():
     assert len({s.id for s in mixed if s.answer == "a"}) == 60
     assert [s.id for s in mix(parts, [1.0, 1.0], seed=0)] == [s.id for s in mixed]
     assert Counter(s.answer for s in mix(parts, [3.0, 1.0], seed=0)) == {"a": 90, "b": 30}
+
+
+def test_a_dataset_without_samples_in_the_split_takes_no_share():
+    """With one train-only and one test-only dataset, training used to load 2 of 5 samples."""
+    mixed = mix([_samples("a", 5), []], [1.0, 1.0], seed=0)
+    assert sorted(s.id for s in mixed) == [f"a{i}" for i in range(5)]

@@ -1,4 +1,5 @@
-"""Pieces of the training service that need no Ray cluster: the metrics log, fault injection, curves."""
+"""Pieces of the training service that need no Ray cluster: the metrics log, fault injection, curves, and
+the samples an SCST epoch visits."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import json
 
 import pytest
 
+from rsforge.core.sample import Sample, Turn
 from rsforge.train.report import curve_keys, plot_curves
-from rsforge.train.worker_loop import FailOnce, MetricsLog
+from rsforge.train.run_log import MetricsLog
+from rsforge.train.worker_loop import FailOnce, one_per_image
 
 
 def test_metrics_log_restarts_at_the_checkpoint_and_drops_a_torn_line(tmp_path):
@@ -50,3 +53,21 @@ def test_loss_and_reward_curves_pick_their_own_keys(tmp_path, rewards):
     assert (tmp_path / "curve.png").stat().st_size > 1000
     assert not plot_curves(history[:1], tmp_path / "none.png", rewards=True)
     assert not (tmp_path / "none.png").exists()
+
+
+def test_an_scst_epoch_visits_each_image_once_per_prompt():
+    """A captioning split lists an image once per reference caption; SCST rolls out on it once, scored
+    against all of them. Two questions about one image stay two samples."""
+    def caption(i, text, refs=()):
+        return Sample(id=f"c{i}", images=("a.png", "b.png"), task="change_captioning", references=list(refs),
+                      conversation=[Turn("user", "describe the change"), Turn("assistant", text)])
+
+    def question(q):
+        return Sample(id=q, images=("a.png", "b.png"), task="change_vqa",
+                      conversation=[Turn("user", q), Turn("assistant", "yes")])
+
+    merged = one_per_image([caption(0, "a road", ["a road", "a new road"]), caption(1, "a new road"),
+                            caption(2, "roads"), question("is there a road?"), question("is there a pool?")])
+    assert [s.id for s in merged] == ["c0", "is there a road?", "is there a pool?"]
+    assert merged[0].references == ["a road", "a new road", "roads"]
+    assert merged[1].references == ["yes"]

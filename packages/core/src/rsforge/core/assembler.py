@@ -11,13 +11,23 @@ from torch import nn
 
 from rsforge.core.configs import PartConfig
 from rsforge.core.errors import AssemblyError, RecipeError
+from rsforge.core.interfaces import LogitRegulariser, Reward
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe
+from rsforge.core.registry import Registry
 
 
 def _build(plugins: PluginManager, kind: str, config: PartConfig, path: str):
     spec = plugins.registry.get(kind, config.name, path=f"{path}.name")
-    return spec.load_factory()(config)
+    factory = spec.load_factory()
+    try:
+        return factory(config)
+    except (AssemblyError, RecipeError, FileNotFoundError):
+        raise
+    # What a part's library raises for a bad setting (an unknown model name, a keyword of the wrong type, an
+    # unreadable weights file) names no part; the recipe path does.
+    except (TypeError, ValueError, KeyError, RuntimeError, OSError) as exc:
+        raise RecipeError(f"{_label(path, config)}: {type(exc).__name__}: {exc}") from exc
 
 
 def _label(path: str, config: PartConfig) -> str:
@@ -35,7 +45,27 @@ class Parts:
     heads: list[nn.Module]
 
 
-def check_abilities(recipe: Recipe, decoder, heads: list) -> None:
+def _check_scst_rewards(recipe: Recipe, registry: Registry) -> None:
+    """An scst stage learns from the difference between a sample's reward and its baseline's, which are
+    captions of the same input: a reward that does not read the caption (`Reward.reads_caption`) adds
+    nothing to it, and a recipe whose rewards are all logit regularisers has no signal at all."""
+    text_rewards = 0
+    for i, config in enumerate(recipe.rewards):
+        factory = registry.get("reward", config.name, path=f"rewards[{i}].name").load_factory()
+        # The abilities are class attributes: read them without building the reward (no model loads).
+        if isinstance(factory, type) and issubclass(factory, LogitRegulariser):
+            continue
+        text_rewards += 1
+        if isinstance(factory, type) and issubclass(factory, Reward) and not factory.reads_caption:
+            raise RecipeError(f"rewards[{i}] ({config.name}): its score does not depend on the caption, so an scst "
+                              "stage's sample and baseline get the same score and it adds nothing to the "
+                              "advantage; drop it from a recipe with an scst stage")
+    if not text_rewards:
+        raise RecipeError("rewards: an scst stage needs a text reward that scores the caption; the recipe lists "
+                          "only logit regularisers")
+
+
+def check_abilities(recipe: Recipe, decoder, heads: list, registry: Registry) -> None:
     """Refuse training stages the parts cannot run, naming the part, before any step is taken."""
     kinds = {stage.kind for stage in recipe.train.stages}
     if "scst" in kinds:
@@ -46,6 +76,7 @@ def check_abilities(recipe: Recipe, decoder, heads: list) -> None:
                                 f"({recipe.decoder.name}) does not provide")
         if not recipe.rewards:
             raise RecipeError("rewards: an scst stage needs at least one reward")
+        _check_scst_rewards(recipe, registry)
     if "mask" in kinds and not any(h.predicts_mask for h in heads):
         raise AssemblyError("train.stages: a mask stage needs a mask head in `heads`")
 
@@ -60,7 +91,7 @@ def assemble_parts(recipe: Recipe, plugins: PluginManager, *, device: str | torc
             extra = [k for k in ("encoder", "bridges", "heads") if getattr(recipe, k)]
             if extra:
                 raise AssemblyError(f"decoder ({recipe.decoder.name}) reads the images itself; drop {', '.join(extra)}")
-            check_abilities(recipe, decoder, [])
+            check_abilities(recipe, decoder, [], plugins.registry)
             return Parts(recipe, None, [], decoder, [])
         if recipe.encoder is None:
             raise AssemblyError("encoder: missing; only a decoder that reads images itself works without one")
@@ -112,6 +143,6 @@ def assemble_parts(recipe: Recipe, plugins: PluginManager, *, device: str | torc
             heads.append(_build(plugins, "head", config, f"heads[{i}]"))
             head_configs.append(config)
 
-    check_abilities(recipe, decoder, heads)
+    check_abilities(recipe, decoder, heads, plugins.registry)
     resolved = recipe.model_copy(update={"bridges": bridge_configs, "heads": head_configs})
     return Parts(resolved, encoder, bridges, decoder, heads)

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from rsforge.core import __version__
-from rsforge.core.errors import AssemblyError, PluginError, RecipeError
+from rsforge.core.errors import AssemblyError, PluginError, RecipeError, RunError
 from rsforge.core.plugins import PluginManager
 from rsforge.core.registry import KINDS
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         args.plugins = plugins
         return int(args.func(args) or 0)
-    except (RecipeError, AssemblyError, PluginError, FileNotFoundError, ValueError) as exc:
+    except (RecipeError, AssemblyError, PluginError, RunError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"rsforge: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,3 +11,8 @@ class AssemblyError(ValueError):
 
 class PluginError(RuntimeError):
     """A plugin failed to load while strict plugin loading was asked for."""
+
+
+class RunError(RuntimeError):
+    """A command's run stopped (a worker failed, the user interrupted it); the message is one line that says
+    what happened and what the user can do next (the log to read, the command that resumes it)."""

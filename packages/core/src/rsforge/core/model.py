@@ -266,7 +266,9 @@ class RSForgeModel(nn.Module):
         state, _ = self._state_to_save()
         with atomic_dir(directory) as tmp:
             (tmp / RECIPE_FILE).write_text(self.recipe.to_yaml())
-            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "rsforge": "1"})
+            # One metadata key: safetensors writes metadata in hash-map order, so two keys would make the
+            # bytes of identical weights differ from one save to the next.
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         return directory
 
     def load_weights(self, path: str | Path) -> None:
@@ -276,6 +278,11 @@ class RSForgeModel(nn.Module):
         except (SafetensorError, OSError) as exc:
             raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
         _, may_miss = self._state_to_save()
+        own = self.state_dict()
+        for key, tensor in state.items():
+            if key in own and own[key].shape != tensor.shape:
+                raise ValueError(f"{path}: {key} has shape {tuple(tensor.shape)} in the file, but the recipe builds "
+                                 f"{tuple(own[key].shape)}")
         missing, unexpected = self.load_state_dict(state, strict=False)
         missing = sorted(set(missing) - may_miss)
         if missing or unexpected:

@@ -45,18 +45,36 @@ class _Collect(logging.Handler):
 
 
 def _check_images(report: SplitReport, max_images: int, problems: list[str]) -> None:
+    """Decode a spread-out sample of the split's images (about `max_images`), and compare the dates of
+    each sample they belong to: a pair whose dates differ in size or bands is reported, since the loader
+    then silently makes them alike (resizing, or repeating a grey band into RGB)."""
     from rsforge.datasets.images import ImageError, image_info
 
-    paths = sorted({p for s in report.samples for p in s.images})
-    step = max(1, len(paths) // max_images) if max_images else len(paths) + 1
-    for path in paths[::step][:max_images]:
-        report.checked_images += 1
-        try:
-            width, height, kind = image_info(path)
-        except ImageError as exc:
-            problems.append(str(exc))
-            continue
-        report.image_kinds[f"{width}x{height} {kind}"] += 1
+    samples = report.samples
+    per_sample = max((len(s.images) for s in samples), default=1)
+    step = max(1, len(samples) * per_sample // max_images) if max_images else len(samples) + 1
+    seen: dict[str, tuple[int, int, str] | None] = {}
+    for sample in samples[::step]:
+        if max_images and report.checked_images >= max_images:
+            break
+        for path in sample.images:
+            if path in seen:
+                continue
+            report.checked_images += 1
+            try:
+                seen[path] = image_info(path)
+            except ImageError as exc:
+                seen[path] = None
+                problems.append(str(exc))
+                continue
+            width, height, kind = seen[path]
+            report.image_kinds[f"{width}x{height} {kind}"] += 1
+        infos = [(path, seen[path]) for path in sample.images if seen.get(path)]
+        if len({info for _, info in infos}) > 1:
+            (first, a), *others = infos
+            path, b = next((p, i) for p, i in others if i != a)
+            problems.append(f"sample {sample.id}: its dates differ: {first} is {a[0]}x{a[1]} {a[2]}, {path} is "
+                            f"{b[0]}x{b[1]} {b[2]} (training resizes both and reads each as RGB)")
 
 
 def check_dataset(load, config, splits: Sequence[str] = SPLITS, max_images: int = 50) -> CheckReport:

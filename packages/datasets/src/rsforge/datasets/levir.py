@@ -241,3 +241,15 @@ def load_levir_cc(config: LevirCCDatasetConfig, split: str) -> list[Sample]:
         images_root=config.images_root,
         per_reference=split == "train",
     )
+
+
+class LevirCDDatasetConfig(DatasetConfig):
+    """LEVIR-CD on disk, as released (`train/ val/ test/`, each with `A/ B/ label/`) or cropped with
+    `list/<split>.txt` (BIT / ChangeFormer's layout); DSIFN-CD, OSCD and SZTAKI AirChange in that layout too."""
+
+    name: str = "levir_cd"
+    root: str
+
+
+def load_levir_cd(config: LevirCDDatasetConfig, split: str) -> list[Sample]:
+    return read_levir_cd(config.root, split)

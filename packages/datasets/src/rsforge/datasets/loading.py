@@ -3,11 +3,14 @@ weighted mixture."""
 
 from __future__ import annotations
 
+import logging
 import random
 
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe
 from rsforge.core.sample import Sample
+
+log = logging.getLogger(__name__)
 
 
 def _load_one(recipe: Recipe, plugins: PluginManager, index: int, split: str) -> list[Sample]:
@@ -18,14 +21,16 @@ def _load_one(recipe: Recipe, plugins: PluginManager, index: int, split: str) ->
 
 def mix(parts: list[list[Sample]], weights: list[float], seed: int) -> list[Sample]:
     """A training mixture as large as all parts together, each part's share set by its weight:
-    a part is subsampled, or repeated and topped up by a seeded draw, to reach its share."""
+    a part is subsampled, or repeated and topped up by a seeded draw, to reach its share. An empty part
+    has no share: the others divide the mixture between them."""
     total = sum(len(p) for p in parts)
+    weight_sum = sum(w for part, w in zip(parts, weights, strict=True) if part)
     rng = random.Random(seed)
     mixed: list[Sample] = []
     for part, weight in zip(parts, weights, strict=True):
         if not part:
             continue
-        share = round(total * weight / sum(weights))
+        share = round(total * weight / weight_sum)
         repeats, rest = divmod(share, len(part))
         mixed += part * repeats + rng.sample(part, rest)
     rng.shuffle(mixed)
@@ -38,6 +43,10 @@ def load_split(recipe: Recipe, plugins: PluginManager, split: str) -> list[Sampl
         raise ValueError(f"recipe '{recipe.name}' has no data section")
     parts = [_load_one(recipe, plugins, i, split) for i in range(len(recipe.data))]
     if split == "train" and len(parts) > 1:
+        for config, part in zip(recipe.data, parts, strict=True):
+            if not part:
+                log.warning("data: %s has no %s samples; the training mixture is made of the other datasets",
+                            config.name, split)
         return mix(parts, [d.weight for d in recipe.data], recipe.train.seed)
     return [sample for part in parts for sample in part]
 

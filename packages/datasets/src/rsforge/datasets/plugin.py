@@ -8,6 +8,9 @@ def register_datasets(register):
     register("levir_cc", factory="rsforge.datasets.levir:load_levir_cc",
              config="rsforge.datasets.levir:LevirCCDatasetConfig",
              description="LEVIR-CC change captions JSON (+ LEVIR-CD label/ masks when present)")
+    register("levir_cd", factory="rsforge.datasets.levir:load_levir_cd",
+             config="rsforge.datasets.levir:LevirCDDatasetConfig",
+             description="change masks in LEVIR-CD's layout (A/ B/ label/, per split or with list/*.txt)")
     register("changechat", factory="rsforge.datasets.changechat:load_changechat",
              config="rsforge.datasets.changechat:ChangeChatDatasetConfig",
              description="ChangeChat-style conversations JSON (multi-turn change QA)")

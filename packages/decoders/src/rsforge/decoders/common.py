@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -59,8 +60,13 @@ def set_training_mode(model: nn.Module, config: _LanguageModelConfig) -> nn.Modu
         from peft import LoraConfig, get_peft_model
 
         lora = config.lora
-        return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                                target_modules=lora.target_modules))
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing` property: a warning for peft's
+            # authors that would otherwise print on every model build.
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                    target_modules=lora.target_modules))
     if config.freeze:
         model.requires_grad_(False)
     return model

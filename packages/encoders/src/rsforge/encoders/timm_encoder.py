@@ -6,6 +6,7 @@ named by `map_layers`, as (B, C, H, W), shallow to deep."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import timm
@@ -38,6 +39,10 @@ class TimmEncoder(Encoder):
     def __init__(self, config: TimmEncoderConfig) -> None:
         super().__init__()
         self.config = config
+        if not timm.is_model(config.model_name):
+            close = difflib.get_close_matches(config.model_name.split(".")[0], timm.list_models(), n=5)
+            raise ValueError(f"model_name: timm has no model '{config.model_name}'"
+                             + (f"; close matches: {', '.join(close)}" if close else ""))
         kwargs = dict(config.model_kwargs)
         # Models with a fixed input size (ViT, EVA, Swin) are built for image_size; CNNs take any size.
         cfg = get_pretrained_cfg(config.model_name)

@@ -4,6 +4,7 @@ every key fits (strict) or load what fits and report the rest; freeze all but th
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,14 +36,22 @@ class LoadReport:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: encoder weights file not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
     if path.suffix not in WEIGHT_SUFFIXES:
         raise ValueError(f"{path}: encoder weights must be {', '.join(WEIGHT_SUFFIXES)}")
-    # weights_only refuses pickled code objects: a checkpoint can carry tensors, nothing else.
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        # weights_only refuses pickled code objects: a checkpoint can carry tensors, nothing else.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path}: not a readable weights file (torch.load with weights_only=True refuses it: it "
+                         "is corrupt, or holds more than tensors)") from None
+    except (SafetensorError, OSError, RuntimeError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"{path}: not a readable weights file ({type(exc).__name__}: {first})") from None
     return state.get("state_dict", state.get("model", state))
 
 

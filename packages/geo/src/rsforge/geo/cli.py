@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+MASK_SUFFIXES = (".tif", ".tiff", ".png")
+
 
 def _detect_command(args) -> int:
     from rsforge.core.model import RSForgeModel
     from rsforge.geo.rasters import has_rasterio, mask_polygons
     from rsforge.geo.tiling import detect
 
-    if args.geojson and not has_rasterio():  # checked first: never after a long run
+    # Checked first: never after a long run.
+    if Path(args.out).suffix.lower() not in MASK_SUFFIXES:
+        raise ValueError(f"--out {args.out}: a mask is written losslessly, as {' or '.join(MASK_SUFFIXES)} "
+                         "(JPEG would blur its class values)")
+    if args.geojson and not has_rasterio():
         raise ValueError("--geojson needs rasterio to vectorise the mask: pip install 'rsforge-geo[rasterio]'")
     model = RSForgeModel.from_pretrained(args.model, plugins=args.plugins, device=args.device)
     stats = detect(model, args.before, args.after, args.out, tile=args.tile, overlap=args.overlap,

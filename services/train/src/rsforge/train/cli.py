@@ -34,20 +34,31 @@ def add_commands(cli) -> None:
     p.set_defaults(func=execute, baseline=True, split=None)
 
 
-def execute(args) -> int:
+def _recipe_and_run_dir(args):
+    """The recipe, run directory and command settings, with everything a user can get wrong checked before
+    any data is read or Ray starts: the run directory, the recipe, and that every part builds."""
+    import json
+
+    from rsforge.core.model import RSForgeModel
     from rsforge.core.recipe import load_recipe
-    from rsforge.train.pipeline import run_recipe
-    from rsforge.train.ray_job import RECIPE_FILE
-    from rsforge.train.report import format_table, headline_rows
+    from rsforge.train.ray_job import COMMAND_FILE, RECIPE_FILE, check_run_dir
 
     if args.resume:
         if args.recipe or args.out:
             raise SystemExit("--resume RUN_DIR continues that run with its own recipe: give no RECIPE or --out")
         run_dir = Path(args.resume)
+        check_run_dir(run_dir, resume=True)
         recipe = load_recipe(run_dir / RECIPE_FILE, args.plugins.registry)
+        started = json.loads((run_dir / COMMAND_FILE).read_text()) if (run_dir / COMMAND_FILE).is_file() else {}
+        if started and (started["split"], started["baseline"]) != (args.split or recipe.eval.split, args.baseline):
+            print(f"{run_dir} was started by `rsforge {'run' if started['baseline'] else 'train'}`: it finishes "
+                  f"the same way (evaluation on the {started['split']} split"
+                  + (", against the baseline)" if started["baseline"] else ")"))
+            args.split, args.baseline = started["split"], started["baseline"]
     elif args.recipe:
         recipe = load_recipe(args.recipe, args.plugins.registry)
         run_dir = Path(args.out or f"runs/{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        check_run_dir(run_dir, resume=False)
     else:
         raise SystemExit("give a RECIPE to train, or --resume RUN_DIR")
     overrides = {}
@@ -59,16 +70,22 @@ def execute(args) -> int:
         overrides["cpus_per_worker"] = args.cpus_per_worker
     if overrides:
         recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update=overrides)})
+    RSForgeModel.from_recipe(recipe, args.plugins, device="meta")
+    return recipe, run_dir
+
+
+def execute(args) -> int:
+    from rsforge.train.pipeline import run_recipe
+    from rsforge.train.report import format_table, headline_table
+
+    recipe, run_dir = _recipe_and_run_dir(args)
     started = time.perf_counter()
     outcome = run_recipe(recipe, run_dir, plugins=args.plugins, split=args.split, baseline=args.baseline,
                          address=args.address, resume=bool(args.resume))
     total = time.perf_counter() - started
     print()
     if outcome.baseline:
-        print(f"{'metric':<22} {'model':>8} {'baseline':>9}")
-        for name, value, base in headline_rows(outcome.metrics, outcome.baseline):
-            flag = "" if value > base else "  <- not above baseline"
-            print(f"{name:<22} {value:>8.4f} {base:>9.4f}{flag}")
+        print(headline_table(outcome.metrics, outcome.baseline))
     else:
         print(format_table(outcome.metrics, None))
     print(f"\nmodel:  {outcome.model_dir}\nreport: {outcome.report_dir}\ntime:   {total:.0f} s "

@@ -47,7 +47,8 @@ def run_recipe(
 
     t0 = time.perf_counter()
     result = train_with_ray(recipe, train_samples, run_dir, plugins=plugins, address=address,
-                            val_samples=val_samples, resume=resume)
+                            val_samples=val_samples, resume=resume, progress=progress,
+                            command={"split": split, "baseline": baseline})
     seconds["train"] = time.perf_counter() - t0
     model_dir = result.model.save_pretrained(run_dir / "model")
 

@@ -41,6 +41,15 @@ def headline_rows(model: dict, baseline: dict) -> list[tuple[str, float, float]]
             for group, key in HEADLINE if group in model and key in model[group]]
 
 
+def headline_table(model: dict, baseline: dict) -> str:
+    """The model beside the baseline on the headline metrics, as `rsforge run` prints it."""
+    lines = [f"{'metric':<22} {'model':>8} {'baseline':>9}"]
+    for name, value, base in headline_rows(model, baseline):
+        flag = "" if value > base else "  <- not above baseline"
+        lines.append(f"{name:<22} {value:>8.4f} {base:>9.4f}{flag}")
+    return "\n".join(lines)
+
+
 def is_reward(key: str) -> bool:
     """SCST's per-step rewards: of the rollouts (`reward`, `reward_<name>`) and of the greedy baseline."""
     return key.startswith(("reward", "greedy"))

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
@@ -150,21 +151,49 @@ def stage_objective(model: nn.Module, losses: Losses, kind: str) -> torch.Tensor
     raise ValueError(f"stage kind '{kind}' has no supervised objective")
 
 
+@contextlib.contextmanager
+def probing(model: nn.Module):
+    """A probe pass that leaves no trace: it draws no random numbers that the training steps would then
+    miss (dropout; a run resumed mid-stage probes again and must continue the same streams), and the
+    BatchNorm statistics it updates are put back."""
+    buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    device = next(model.parameters()).device
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        yield
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            buffer.copy_(buffers[name])
+
+
+def _reached(model: nn.Module, objective: torch.Tensor) -> set[str]:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not objective.requires_grad:
+        return set()
+    grads = torch.autograd.grad(objective, [p for _, p in named], allow_unused=True)
+    return {n for (n, _), g in zip(named, grads, strict=True) if g is not None}
+
+
 def objective_parameters(model: nn.Module, batch: Batch) -> set[str]:
     """Names of the trainable parameters that the mask heads' losses reach on `batch`: a mask stage's
     optimizer holds only these, so weight decay leaves the parts it does not train (the decoder) alone."""
     core = unwrap(model)
-    named = [(n, p) for n, p in core.named_parameters() if p.requires_grad]
-    # The probe's forward draws no random numbers that the training steps would then miss (dropout):
-    # a run resumed mid-stage probes again and must continue the same streams.
-    device = next(core.parameters()).device
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with probing(core):
         objective = mask_objective(core, core(batch))
-    if not objective.requires_grad:
-        raise ValueError("a mask stage needs a mask head and training samples with masks; this batch has none")
-    grads = torch.autograd.grad(objective, [p for _, p in named], allow_unused=True)
-    return {n for (n, _), g in zip(named, grads, strict=True) if g is not None}
+        if not objective.requires_grad:
+            raise ValueError("a mask stage needs a mask head and training samples with masks; this batch has none")
+        return _reached(core, objective)
+
+
+def unreachable_parameters(model: nn.Module, batch: Batch) -> list[str]:
+    """Trainable parameters that the model's full loss does not reach on `batch`, which should hold every
+    kind of target the data has (a sample with a mask, one without): weights that no loss can ever train,
+    such as a CNN's last stage when only its earlier maps are read. DistributedDataParallel waits for a
+    gradient of every trainable parameter, so these are frozen before it wraps the model."""
+    core = unwrap(model)
+    with probing(core):
+        reached = _reached(core, core(batch).total)
+    return [n for n, p in core.named_parameters() if p.requires_grad and n not in reached]
 
 
 def train_step(
@@ -203,6 +232,16 @@ def train_step(
         optimizer.step()
     scheduler.step()
     return totals
+
+
+def mean_across_ranks(values: dict[str, float]) -> dict[str, float]:
+    """Each key's mean over the ranks that logged it (a rank whose batch had no mask logs no mask loss)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    gathered: list[dict[str, float] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, values)
+    keys = dict.fromkeys(k for rank_values in gathered for k in rank_values)
+    return {k: sum(v[k] for v in gathered if k in v) / sum(k in v for v in gathered) for k in keys}
 
 
 def sft_step(

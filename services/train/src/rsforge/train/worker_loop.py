@@ -6,6 +6,10 @@ its shard of the training samples, and runs the pure-torch steps (`rsforge.train
 writes model + optimizer + scheduler + position (stage, epoch, next batch, step) + history, every rank
 its own RNG state. A restarted worker group resumes at the next batch of the same epoch, so its loss
 curve continues the interrupted one step for step.
+
+What a step logs (the losses, the SCST rewards) is averaged over all ranks, so the history and the loss
+that ranks checkpoints describe the whole batch. Each rank's output goes to `logs/worker-rank<N>.log`
+in the run directory; the driver shows progress from the per-step `metrics.jsonl` (`rsforge.train.console`).
 """
 
 from __future__ import annotations
@@ -21,28 +25,30 @@ from typing import Any
 import ray.train
 import ray.train.torch
 import torch
-from ray.experimental import tqdm_ray
 from torch.utils.data import DataLoader, DistributedSampler
 
-from rsforge.core.atomic import atomic_write_text
 from rsforge.core.batch import Batch
 from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe, StageConfig, parse_recipe
+from rsforge.core.sample import Sample
 from rsforge.datasets.images import load_mask
 from rsforge.datasets.torch_dataset import SampleDataset, collate
 from rsforge.train.feature_cache import FeatureCache
+from rsforge.train.run_log import MetricsLog, redirect_output
 from rsforge.train.steps import (
     build_optimizer,
     build_scheduler,
     check_precision,
     evaluation_loss,
     make_grad_scaler,
+    mean_across_ranks,
     objective_parameters,
     rng_state,
     seed_everything,
     set_rng_state,
     train_step,
+    unreachable_parameters,
 )
 
 MODEL_DIR = "model"
@@ -50,6 +56,7 @@ STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.jsonl"
 FEATURE_CACHE_DIR = "feature_cache"
+LOG_DIR = "logs"
 
 
 def rng_file(rank: int) -> str:
@@ -75,6 +82,55 @@ def stages_of(recipe: Recipe) -> list[StageConfig]:
     return list(recipe.train.stages) or [StageConfig(kind="sft", epochs=recipe.train.epochs)]
 
 
+def one_per_image(samples: list[Sample]) -> list[Sample]:
+    """One sample per (images, prompt), holding the references of all its samples: a captioning split lists
+    an image once per reference caption, and an SCST epoch should roll out on each image once (questions
+    about one image stay apart: their prompts differ)."""
+    merged: dict[tuple, Sample] = {}
+    for sample in samples:
+        answered = sample.conversation[-1].role == "assistant"
+        prompt = tuple((t.role, t.text) for t in (sample.conversation[:-1] if answered else sample.conversation))
+        key = (tuple(sample.images), sample.task, prompt)
+        answer = [sample.conversation[-1].text] if answered else []
+        refs = list(sample.references) or answer
+        if key in merged:
+            kept = merged[key]
+            merged[key] = replace(kept, references=list(dict.fromkeys([*kept.references, *refs])))
+        else:
+            merged[key] = replace(sample, references=refs)
+    return list(merged.values())
+
+
+def probe_indices(samples: list[Sample]) -> list[int]:
+    """The samples a probe batch needs to meet every kind of target the data has: the first one, and the
+    first with a mask."""
+    return list(dict.fromkeys([0, next((i for i, s in enumerate(samples) if s.mask), 0)]))
+
+
+def ddp_settings(model: RSForgeModel, probe: Batch, samples: list[Sample]) -> dict:
+    """Freeze the parameters no loss reaches on `probe` and return DistributedDataParallel's keywords:
+    only a mask head that sits idle on batches without masks needs DDP's search for unused parameters
+    (the search costs an extra pass over the graph every step)."""
+    frozen = unreachable_parameters(model, probe)
+    params = dict(model.named_parameters())
+    for name in frozen:
+        params[name].requires_grad_(False)
+    if frozen:
+        print(f"frozen {len(frozen)} parameter tensors that no loss reaches: {', '.join(frozen[:3])}"
+              + (" ..." if len(frozen) > 3 else ""), flush=True)
+    trains = [any(p.requires_grad for p in head.parameters()) for head in model.mask_heads]
+    return {"find_unused_parameters": any(trains) and any(s.mask is None for s in samples)}
+
+
+@dataclass
+class Shard:
+    """This rank's share of a stage's training samples and how many optimizer steps an epoch makes."""
+
+    dataset: SampleDataset
+    sampler: DistributedSampler
+    steps_per_epoch: int
+
+
 class CachedSampleDataset(SampleDataset):
     """Items without decoded images (placeholders of the right shape): the features come from the cache."""
 
@@ -96,31 +152,6 @@ def make_collate(cache: FeatureCache | None):
         return replace(collate(items), features=cache.features([item["sample"].images for item in items]))
 
     return collate_with_features
-
-
-class MetricsLog:
-    """metrics.jsonl in the run directory, one line per optimizer step, written by rank 0. Each line is
-    one `write` on an O_APPEND descriptor, so a crash leaves whole lines; a restore first drops the
-    lines past the checkpoint it resumes from, so the file never repeats a step."""
-
-    def __init__(self, path: Path, restored_step: int) -> None:
-        self.path = path
-        kept = []
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    if json.loads(line)["step"] <= restored_step:
-                        kept.append(line)
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    break  # a torn last line from a crash: nothing after it is trusted
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-
-    def write(self, record: dict) -> None:
-        os.write(self.fd, (json.dumps(record) + "\n").encode())
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 class Trainer:
@@ -145,25 +176,35 @@ class Trainer:
         if self.cfg.feature_cache:
             root = self.run_dir / FEATURE_CACHE_DIR if self.cfg.feature_cache is True else Path(self.cfg.feature_cache)
             self.cache = FeatureCache(root, self.model)
-        dataset_cls = CachedSampleDataset if self.cache is not None else SampleDataset
-        self.dataset = dataset_cls(config["samples"], self.model.image_size, self.model.interpolation)
-        self.val_dataset = dataset_cls(config.get("val_samples") or [], self.model.image_size,
-                                       self.model.interpolation)
+        self.dataset_cls = CachedSampleDataset if self.cache is not None else SampleDataset
+        self.val_dataset = self.dataset_cls(config.get("val_samples") or [], self.model.image_size,
+                                            self.model.interpolation)
         if self.cfg.checkpoint_metric == "val_loss" and len(self.val_dataset) == 0:
             raise ValueError("train.checkpoint_metric: val_loss needs a val split with samples")
         self.collate = make_collate(self.cache)
-        self.sampler = DistributedSampler(self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True,
-                                          seed=self.cfg.seed)
         self.per_worker = max(self.cfg.batch_size // self.world, 1)
-        accum = self.cfg.grad_accum_steps
-        self.steps_per_epoch = len(self.sampler) // self.per_worker // accum
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"{len(self.dataset)} training samples make no optimizer step of {accum} x "
-                             f"{self.per_worker} samples per worker (train.batch_size / grad_accum_steps)")
+        self.shards = {"all": self._shard(config["samples"])}
+        if any(s.kind == "scst" for s in self.stages):
+            self.shards["scst"] = self._shard(one_per_image(config["samples"]))
+        self.dataset = self.shards["all"].dataset
         self.rewards = None
-        if accum > 1 and any(s.kind == "scst" for s in self.stages):
+        if self.cfg.grad_accum_steps > 1 and any(s.kind == "scst" for s in self.stages):
             raise ValueError("train.grad_accum_steps: an scst stage steps once per batch (its K rollouts per input "
                              "are its accumulation); use 1, or a larger batch_size / num_samples")
+
+    def _shard(self, samples: list[Sample]) -> Shard:
+        dataset = self.dataset_cls(samples, self.model.image_size, self.model.interpolation)
+        sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                     seed=self.cfg.seed)
+        accum = self.cfg.grad_accum_steps
+        steps = len(sampler) // self.per_worker // accum
+        if steps == 0:
+            raise ValueError(f"{len(dataset)} training samples make no optimizer step of {accum} x "
+                             f"{self.per_worker} samples per worker (train.batch_size / grad_accum_steps)")
+        return Shard(dataset, sampler, steps)
+
+    def shard(self, stage: StageConfig) -> Shard:
+        return self.shards["scst" if stage.kind == "scst" else "all"]
 
     # ---- stages -------------------------------------------------------------------------------
 
@@ -178,7 +219,8 @@ class Trainer:
         if stage.kind == "scst":
             self._setup_rewards()
         optimizer = build_optimizer(self.model, self.cfg, lr=stage.lr or self.cfg.lr, only=only)
-        scheduler = build_scheduler(optimizer, self.cfg, total_steps=stage.epochs * self.steps_per_epoch)
+        steps = stage.epochs * self.shard(stage).steps_per_epoch
+        scheduler = build_scheduler(optimizer, self.cfg, total_steps=steps)
         return optimizer, scheduler
 
     def _probe_batches(self):
@@ -200,7 +242,8 @@ class Trainer:
             from rsforge.train.scst import scst_step
 
             (batch,) = batches  # grad_accum_steps is 1 for SCST (checked at start)
-            return scst_step(ddp, batch, optimizer, scheduler, self.rewards, stage, grad_clip=self.cfg.grad_clip)
+            return scst_step(ddp, batch, optimizer, scheduler, self.rewards, stage, grad_clip=self.cfg.grad_clip,
+                             precision=self.cfg.precision, scaler=self.scaler)
         return train_step(ddp, batches, optimizer, scheduler, grad_clip=self.cfg.grad_clip, kind=stage.kind,
                           precision=self.cfg.precision, scaler=self.scaler)
 
@@ -248,28 +291,29 @@ class Trainer:
         return evaluation_loss(self.model, (b.to(self.device) for b in loader), kind=kind,
                                precision=self.cfg.precision)
 
+    def prepare(self, model: RSForgeModel):
+        """Freeze what no loss reaches and wrap the model in DistributedDataParallel."""
+        samples = self.dataset.samples
+        probe = self.collate([self.dataset[i] for i in probe_indices(samples)]).to(self.device)
+        kwargs = ddp_settings(model, probe, samples)
+        return ray.train.torch.prepare_model(model, move_to_device=False, parallel_strategy_kwargs=kwargs)
+
     def run(self) -> None:
+        redirect_output(self.run_dir / LOG_DIR / f"worker-rank{self.rank}.log")
         position, history, state, rng = self.restore()
-        if self.rank == 0:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         log = MetricsLog(self.run_dir / METRICS_FILE, position["step"]) if self.rank == 0 else None
         seed_everything(self.cfg.seed + 1000 * (self.rank + 1))  # per-worker streams (sampling, dropout)
         if rng is not None:
             set_rng_state(rng)
-        model = self.model.to(self.device)
-        # Heads sit idle on batches without their targets (masks, class labels); only then must DDP look
-        # for unused parameters (the search costs an extra pass over the graph every step).
-        unused = len(model.mask_heads) < len(model.heads) or (
-            bool(model.mask_heads) and any(s.mask is None for s in self.dataset.samples))
-        ddp = ray.train.torch.prepare_model(model, move_to_device=False,
-                                            parallel_strategy_kwargs={"find_unused_parameters": unused})
+        ddp = self.prepare(self.model.to(self.device))
         accum, every = self.cfg.grad_accum_steps, self.cfg.checkpoint_every
         step = position["step"]
         epochs_before = [sum(s.epochs for s in self.stages[:i]) for i in range(len(self.stages))]
-        total_steps = sum(s.epochs for s in self.stages) * self.steps_per_epoch
+        total_steps = sum(s.epochs * self.shard(s).steps_per_epoch for s in self.stages)
         interval_losses: list[float] = []
         for index in range(position["stage"], len(self.stages)):
             stage = self.stages[index]
+            shard = self.shard(stage)
             optimizer, scheduler = self.stage_optimizer(index)
             first_epoch = 0
             if state is not None and index == position["stage"]:
@@ -284,16 +328,12 @@ class Trainer:
                     self.rewards.load_state_dict(state["rewards"])
             for epoch in range(first_epoch, stage.epochs):
                 resume_at = position["batch"] if (index, epoch) == (position["stage"], position["epoch"]) else 0
-                self.sampler.set_epoch(epochs_before[index] + epoch)
+                shard.sampler.set_epoch(epochs_before[index] + epoch)
                 # The epoch's order is a pure function of (seed, epoch): skipping the micro-batches already
                 # trained on lands exactly where the checkpoint was taken, without reading their images.
-                indices = list(self.sampler)[: self.steps_per_epoch * accum * self.per_worker]
-                loader = DataLoader(self.dataset, batch_size=self.per_worker, collate_fn=self.collate,
+                indices = list(shard.sampler)[: shard.steps_per_epoch * accum * self.per_worker]
+                loader = DataLoader(shard.dataset, batch_size=self.per_worker, collate_fn=self.collate,
                                     sampler=indices[resume_at * self.per_worker:])
-                desc = f"stage {index + 1}/{len(self.stages)} {stage.kind} epoch {epoch + 1}/{stage.epochs}"
-                bar = tqdm_ray.tqdm(total=self.steps_per_epoch, desc=desc) if self.rank == 0 else None
-                if bar is not None:
-                    bar.update(resume_at // accum)
                 micro: list[Batch] = []
                 batch_index = resume_at
                 for batch in loader:
@@ -301,20 +341,21 @@ class Trainer:
                     batch_index += 1
                     if len(micro) < accum:
                         continue
-                    losses = self.step(ddp, stage, micro, optimizer, scheduler)
+                    losses = mean_across_ranks(self.step(ddp, stage, micro, optimizer, scheduler))
                     micro = []
                     step += 1
                     interval_losses.append(losses["loss"])
                     record = {"step": step, "stage": index + 1, "kind": stage.kind, "epoch": epoch + 1,
+                              "stage_step": epoch * shard.steps_per_epoch + batch_index // accum,
+                              "stage_steps": stage.epochs * shard.steps_per_epoch,
+                              "samples": self.per_worker * self.world * accum,
                               "lr": scheduler.get_last_lr()[0], "time": time.time(), **losses}
                     history.append(record)
                     if log is not None:
                         log.write(record)
-                    if bar is not None:
-                        bar.update(1)
                     if self.fail_once is not None:
                         self.fail_once.check(self.rank, step)
-                    end_of_epoch = batch_index == self.steps_per_epoch * accum
+                    end_of_epoch = batch_index == shard.steps_per_epoch * accum
                     if (every and step % every == 0) or step == total_steps or (not every and end_of_epoch):
                         nxt = {"stage": index, "epoch": epoch, "batch": batch_index, "step": step,
                                "optimizer_stage": index}
@@ -328,8 +369,6 @@ class Trainer:
                             metrics["val_loss"] = self.val_loss(stage)
                         self.save(ddp, optimizer, scheduler, nxt, history, metrics)
                         interval_losses = []
-                if bar is not None:
-                    bar.close()
             state = None
         if log is not None:
             log.close()

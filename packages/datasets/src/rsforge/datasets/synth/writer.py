@@ -92,7 +92,8 @@ def _write(
     conversations: list[dict[str, Any]] = []
     singles = _SingleImages(out, seed, size)
     imgid = sentid = 0
-    with tqdm(total=n, desc=desc, unit="pair", disable=desc is None) as bar:
+    # disable=None: no bar when the output is not a terminal (a log file would get one \r-joined line)
+    with tqdm(total=n, desc=desc, unit="pair", disable=True if desc is None else None) as bar:
         for split in SPLITS:
             count = sizes[split]
             for sub in ("A", "B", "label"):
