@@ -46,7 +46,7 @@ from rsforge.core.batch import Batch
 from rsforge.core.interfaces import GenerationOptions
 from rsforge.core.recipe import StageConfig
 from rsforge.train.reward_set import RewardScores, RewardSet, gather_across_ranks
-from rsforge.train.steps import autocast, unwrap
+from rsforge.train.steps import apply_gradients, autocast, unwrap
 
 # The seed's running-mean update rate (base_task.py: `alpha = 0.95`, the weight of the newest batch).
 RUNNING_MEAN_RATE = 0.95
@@ -237,16 +237,7 @@ def _optimise(model, core, loss: torch.Tensor, optimizer, scheduler, *, grad_cli
         scaled.backward()
     if distributed:
         _average_gradients(core)
-    if scaler is not None:
-        scaler.unscale_(optimizer)
-    if grad_clip:
-        nn.utils.clip_grad_norm_(core.parameters(), grad_clip)
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    scheduler.step()
+    apply_gradients(core, optimizer, scheduler, grad_clip=grad_clip, scaler=scaler)
 
 
 def _log(step: _Pass, loss: torch.Tensor, reg_values: dict[str, float], rewards: RewardSet,

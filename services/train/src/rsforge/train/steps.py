@@ -221,6 +221,13 @@ def train_step(
         values = {**losses.values(), "loss": float(objective.detach())}
         for key, value in values.items():
             totals[key] = totals.get(key, 0.0) + value / len(batches)
+    apply_gradients(core, optimizer, scheduler, grad_clip=grad_clip, scaler=scaler)
+    return totals
+
+
+def apply_gradients(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, *, grad_clip: float | None,
+                    scaler: torch.amp.GradScaler | None) -> None:
+    """The end of every optimizer step: unscale (fp16), clip the gradient norm, step, advance the schedule."""
     if scaler is not None:
         scaler.unscale_(optimizer)
     if grad_clip:
@@ -231,7 +238,6 @@ def train_step(
     else:
         optimizer.step()
     scheduler.step()
-    return totals
 
 
 def mean_across_ranks(values: dict[str, float]) -> dict[str, float]:
