@@ -18,7 +18,7 @@ $(STAMP): $(PYPROJECTS) Makefile constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -c constraints.txt torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -qq -c constraints.txt pytest ruff openai selenium hatchling editables
+	$(PY) -m pip install -qq -c constraints.txt pytest ruff openai selenium hatchling editables schemathesis llm langchain-openai
 	$(PY) -m pip install -qq -c constraints.txt $(foreach p,$(PACKAGES),-e '$(p)')
 	touch $(STAMP)
 

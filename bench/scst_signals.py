@@ -9,9 +9,12 @@ weighted, and V/E with lambda 1e-4) but for NKL, whose embedding model cannot be
 are greedy decodes, scored on PTB-tokenized text as evaluation scores them; CIDEr-D's document
 frequencies come from the training references. One torch thread (the model is tiny); seeds are fixed.
 
-`--without length,sde` leaves signals out (an ablation: which signal moves CIDEr-D which way).
+`--without length,sde` leaves signals out (an ablation: which signal moves CIDEr-D which way);
+`--length-mode negative_bytes` scores length as the seed's public code does (minus the UTF-8 byte count)
+instead of as its README does (the token count, maximised).
 
-    python bench/scst_signals.py [--quick] [--mode rollout|teacher_forced] [--steps N] [--without S,..] [--json OUT]
+    python bench/scst_signals.py [--quick] [--mode rollout|teacher_forced] [--steps N] [--without S,..]
+                                 [--length-mode tokens|negative_bytes] [--json OUT]
 """
 
 from __future__ import annotations
@@ -40,11 +43,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = ["cider_d", "length", "sde", "count_abs_error", "count_signed_error"]
 
 
-def recipe_for(data_root: Path, plugins: PluginManager, pairs: int, signals: list[str]):
+def recipe_for(data_root: Path, plugins: PluginManager, pairs: int, signals: list[str], length_mode: str):
     raw = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
     raw["heads"] = []  # captions only
     raw["data"] = {"name": "synth", "n": pairs, "seed": 0, "size": 32, "root": str(data_root)}
-    raw["rewards"] = [*({"name": name, "normalise": "minmax"} for name in signals),
+    options = {"length": {"mode": length_mode}}
+    raw["rewards"] = [*({"name": name, "normalise": "minmax", **options.get(name, {})} for name in signals),
                       {"name": "varentropy", "weight": 0.0001}]
     raw["train"].update({"batch_size": 16, "lr": 0.003, "seed": 0})
     return parse_recipe(raw, plugins.registry)
@@ -67,9 +71,10 @@ def signal_means(model, held_out: list[dict], rewards: RewardSet) -> dict[str, f
     return {name: total / len(held_out) for name, total in sums.items()}
 
 
-def run(mode: str, signals: list[str], *, sft_epochs: int, steps: int, pairs: int, data_root: Path) -> dict:
+def run(mode: str, signals: list[str], *, length_mode: str, sft_epochs: int, steps: int, pairs: int,
+        data_root: Path) -> dict:
     plugins = PluginManager()
-    recipe = recipe_for(data_root, plugins, pairs, signals)
+    recipe = recipe_for(data_root, plugins, pairs, signals, length_mode)
     train_samples = load_split(recipe, plugins, "train")
     recipe = recipe.prepared(training_texts(train_samples))
     seed_everything(0)
@@ -112,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mode", choices=["rollout", "teacher_forced"], default="rollout", help="stage.scst_mode")
     parser.add_argument("--steps", type=int, help="SCST steps (default 150; quick: 3)")
     parser.add_argument("--without", default="", help="signals to leave out, comma-separated (not cider_d)")
+    parser.add_argument("--length-mode", choices=["tokens", "negative_bytes"], default="tokens",
+                        help="the length signal's mode: the README's token count or the code's minus bytes")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     sft_epochs, steps, pairs = (1, 3, 40) if args.quick else (4, 150, 160)
@@ -125,14 +132,15 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            measured = run(args.mode, signals, sft_epochs=sft_epochs, steps=steps, pairs=pairs,
-                           data_root=Path(tmp) / "synth")
+            measured = run(args.mode, signals, length_mode=args.length_mode, sft_epochs=sft_epochs, steps=steps,
+                           pairs=pairs, data_root=Path(tmp) / "synth")
     finally:
         torch.set_num_threads(threads)
     before, after = measured["before"], measured["after"]
     rows = [{"signal": name, "before": round(before[name], 4), "after": round(after[name], 4)} for name in signals]
     rows[0]["ratio_cider_d_after_vs_before"] = after["cider_d"] / before["cider_d"] if before["cider_d"] > 0 else 1.0
     result = {"benchmark": "scst_signals", "quick": args.quick, "mode": args.mode, "signals": signals,
+              "length_mode": args.length_mode,
               "scst_steps": steps, "held_out_captions": measured["held_out"],
               "scst_seconds": round(measured["scst_seconds"], 1), "rows": rows,
               "note": "held-out greedy captions, mean raw score per signal before and after SCST"}

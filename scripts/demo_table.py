@@ -4,7 +4,7 @@
                                                # and rewrite the README's demo block from it
     python scripts/demo_table.py --check       # the README's block is what docs/demo-results.json says
 
-`docs/demo-results.json` keeps the headline metrics of the model and the baseline, the run's timings,
+`docs/demo-results.json` keeps the headline metrics of the model and the baselines, the run's timings,
 and what they were measured with (processor, core count, library versions): the numbers reproduce
 exactly only with the same worker count, machine and versions (`constraints.txt` pins the versions).
 """
@@ -44,7 +44,7 @@ def record(run_dir: Path) -> dict:
     report = json.loads((run_dir / "report" / "metrics.json").read_text())
     return {
         "recipe": report["recipe"], "split": report["split"], "model": report["model"],
-        "baseline": report["baseline"], "seconds": report["seconds"],
+        "baselines": report["baselines"], "seconds": report["seconds"],
         "machine": {"processor": processor(), "cores": os.cpu_count(), "python": platform.python_version()},
         "versions": {name: metadata.version(name) for name in LIBRARIES},
     }
@@ -60,7 +60,7 @@ def block(results: dict) -> str:
         f"{sum(seconds.values()):.0f} s ({took}) and ended like this:",
         "",
         "```",
-        headline_table(results["model"], results["baseline"]),
+        headline_table(results["model"], results["baselines"]),
         "```",
         "",
         "Measured with " + ", ".join(f"{name} {version}" for name, version in versions.items()) + ".",

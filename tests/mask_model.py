@@ -6,7 +6,6 @@ detection tests; each calls it once per module and reuses the saved directory.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -56,7 +55,7 @@ def mask_f1(model: RSForgeModel, items: list[dict], batch_size: int = 64) -> dic
 
 def train_tiny_mask_model(tmp_dir: str | Path) -> Path:
     """Train `recipes/change-mask-tiny.yaml` on synthetic pairs; return the saved model directory
-    (`tmp_dir/model`). The synthetic data lands in `tmp_dir/synth`; `tmp_dir/train.json` records the time."""
+    (`tmp_dir/model`). The synthetic data lands in `tmp_dir/synth`."""
     tmp_dir = Path(tmp_dir)
     plugins = PluginManager()
     recipe = tiny_mask_recipe(tmp_dir / "synth", plugins)
@@ -68,10 +67,7 @@ def train_tiny_mask_model(tmp_dir: str | Path) -> Path:
                         collate_fn=collate, generator=generator)
     optimizer = build_optimizer(model, recipe.train)
     scheduler = build_scheduler(optimizer, recipe.train, total_steps=recipe.train.epochs * len(loader))
-    start = time.perf_counter()
     for _ in range(recipe.train.epochs):
         for batch in loader:
             sft_step(model, batch, optimizer, scheduler, grad_clip=recipe.train.grad_clip)
-    seconds = time.perf_counter() - start
-    (tmp_dir / "train.json").write_text(f'{{"train_seconds": {seconds:.2f}, "train_pairs": {len(items)}}}')
     return model.save_pretrained(tmp_dir / "model")

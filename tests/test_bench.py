@@ -20,8 +20,8 @@ TABLE = runpy.run_path(str(BENCH / "readme_table.py"))
 # Benches that start Ray are marked `ray` (on a shared machine run them under the Ray lock).
 BENCHES = [pytest.param(path.name, marks=[pytest.mark.ray] if RUNNER["uses_ray"](path) else [], id=path.name)
            for path in RUNNER["discover"]()]
-# Not A/B timings, so no pairs: a time split (rewards vs model) and a score ratio (CIDEr-D after vs before).
-SINGLE_VALUE = {"scst_split.py", "scst_signals.py"}
+# Not an A/B timing, so no pairs: a score ratio (CIDEr-D after vs before).
+SINGLE_VALUE = {"scst_signals.py"}
 
 
 @pytest.fixture

@@ -36,11 +36,14 @@ def test_run_writes_model_and_report(outcome):
     for name in ("metrics.json", "summary.md", "loss_curve.png", "panels.png", "predictions.jsonl"):
         assert (report / name).is_file(), name
     metrics = json.loads((report / "metrics.json").read_text())
+    baselines = metrics["baselines"]
     for key in ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr"):
-        assert key in metrics["model"]["captions/all"] and key in metrics["baseline"]["captions/all"]
+        assert key in metrics["model"]["captions/all"] and key in baselines["most frequent answer"]["captions/all"]
     assert {"f1", "iou", "precision", "recall"} <= set(metrics["model"]["mask"])
-    assert metrics["baseline"]["mask"]["f1"] == 0.0  # an all-zero mask finds no change
-    assert "| metric | model | baseline |" in (report / "summary.md").read_text()
+    assert baselines["all-zero mask"]["mask"]["f1"] == 0.0  # finds no change
+    assert baselines["all-changed mask"]["mask"]["recall"] == 1.0  # finds every change
+    assert "| metric | model | most frequent answer | all-zero mask | all-changed mask |" in (
+        report / "summary.md").read_text()
 
 
 def test_two_workers_trained_every_epoch_and_checkpointed(outcome):

@@ -3,8 +3,6 @@ held-out synthetic pairs, and its saved model reloads to the same predictions.""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -28,8 +26,6 @@ def test_tiny_mask_model_reaches_f1_on_held_out_pairs(trained):
     test = preload(pairs(tiny_mask_recipe(directory / "synth", plugins), plugins, "test"), model.image_size)
     metrics = mask_f1(model, test)
     assert metrics["f1"] >= 0.8, metrics
-    stats = json.loads((directory / "train.json").read_text())
-    assert stats["train_seconds"] < 120, stats  # ~11 s on 2 CPU cores; generous for slow CI machines
 
 
 def test_saved_mask_model_predicts_like_a_fresh_load(trained):

@@ -57,7 +57,7 @@ def _train_stages(recipe, samples, plugins, rank: int, world: int) -> list[float
 
     seed_everything(recipe.train.seed)
     model = RSForgeModel.from_recipe(recipe, plugins)
-    dataset = SampleDataset(samples, model.image_size, model.interpolation)
+    dataset = SampleDataset(samples, model.image_size, model.interpolation, channels=model.in_chans)
     kwargs = ddp_settings(model, collate([dataset[i] for i in probe_indices(samples)]), samples)
     ddp = DistributedDataParallel(model, **kwargs)
     mine = list(range(rank, len(samples), world))

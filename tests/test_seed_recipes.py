@@ -19,6 +19,8 @@ from rsforge.datasets.loading import load_split, training_texts
 from rsforge.datasets.torch_dataset import SampleDataset, collate
 from rsforge.train.steps import build_optimizer, build_scheduler, seed_everything, sft_step
 
+from .oscd_synth import synthetic_oscd
+
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 ALL = sorted(RECIPES.glob("*.yaml"))
 TINY = sorted(RECIPES.glob("*-tiny.yaml"))
@@ -46,11 +48,19 @@ def test_recipe_assembles_on_meta(path, plugins):
 def _small_data(raw: dict, root: Path) -> dict:
     """The recipe with its synthetic datasets capped at MAX_SAMPLES and generated under `root` (shared by
     recipes that ask for the same parameters), so the test neither writes into the repo nor waits on a
-    full-size dataset."""
+    full-size dataset. Folders of real change masks (`levir_cd`, absent on a test machine) become one
+    synthetic set of pairs at least as large as the recipe's training crop; an `oscd` entry becomes those
+    pairs as 13-band OSCD band files (`tests/oscd_synth.py`)."""
     entries = raw.get("data") or []
     entries = [entries] if isinstance(entries, dict) else entries
+    if any(entry.get("name") == "levir_cd" for entry in entries):
+        size = max(64, (raw.get("train") or {}).get("crop") or 0)
+        entries = [e for e in entries if e.get("name") != "levir_cd"] + [{"name": "synth", "size": size}]
     small = []
     for entry in entries:
+        if entry.get("name") == "oscd":
+            size = max(64, (raw.get("train") or {}).get("crop") or 0)
+            entry = synthetic_oscd(entry, raw["encoder"], root, n=MAX_SAMPLES, size=size)
         if entry.get("name") == "synth":
             entry = {**entry, "n": min(entry.get("n", MAX_SAMPLES), MAX_SAMPLES)}
             entry["root"] = str(root / f"synth-n{entry['n']}-s{entry.get('seed', 0)}-{entry.get('size', 64)}px")
@@ -71,7 +81,7 @@ def test_tiny_recipe_trains_and_answers(path, plugins, data_root):
     recipe = recipe.prepared(training_texts(samples))
     seed_everything(recipe.train.seed)
     model = RSForgeModel.from_recipe(recipe, plugins)
-    dataset = SampleDataset(samples, model.image_size, model.interpolation)
+    dataset = SampleDataset(samples, model.image_size, model.interpolation, channels=model.in_chans)
     loader = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, collate_fn=collate, drop_last=True,
                         generator=torch.Generator().manual_seed(recipe.train.seed))
     batches = list(itertools.islice(loader, BATCHES))

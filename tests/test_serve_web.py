@@ -121,3 +121,62 @@ def test_page_chats_and_overlays_the_change_mask(server, browser, images):
         "const s = document.getElementById('opacity'); s.value = 80; s.dispatchEvent(new Event('input'));"
     )
     assert float(overlay.value_of_css_property("opacity")) == pytest.approx(0.8)
+
+
+def test_a_new_pair_mid_chat_is_what_the_page_sends_and_the_old_mask_goes(server, browser, images, tmp_path):
+    """Issue 20, item 9: after a new pair was picked mid-chat the page kept sending the first pair (the
+    images travel with the first user turn), and the old mask's statistics stayed under the new image."""
+    root = server.url.removesuffix("/v1")
+    model = server.models[0]["model"]
+    browser.get(root + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.ID, "model").get_attribute("value") == model)
+
+    def pick(before, after):
+        browser.find_element(By.ID, "before-file").send_keys(str(before))
+        browser.find_element(By.ID, "after-file").send_keys(str(after))
+        for which, path in (("before", before), ("after", after)):
+            wait.until(lambda d, w=which, p=path: d.find_element(By.ID, f"{w}-img").get_attribute("src")
+                       == data_url(p))
+
+    def send(text):
+        count = len(browser.find_elements(By.CSS_SELECTOR, "#messages .assistant"))
+        prompt = browser.find_element(By.ID, "prompt")
+        prompt.clear()
+        prompt.send_keys(text)
+        browser.find_element(By.ID, "send").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages .assistant")) == count + 1)
+
+    pick(*images)
+    send(PROMPT)
+    browser.find_element(By.ID, "detect").click()
+    wait.until(lambda d: d.find_element(By.ID, "stats").text.startswith("changed"))
+
+    new_before, new_after = tmp_path / "before2.png", tmp_path / "after2.png"
+    Image.new("RGB", (64, 64), (20, 20, 160)).save(new_before)
+    Image.new("RGB", (64, 64), (200, 180, 20)).save(new_after)
+    pick(new_before, new_after)
+    assert browser.find_element(By.ID, "stats").text == ""
+    assert not browser.find_element(By.ID, "overlay").is_displayed()
+    assert browser.find_elements(By.CSS_SELECTOR, "#messages .msg") == []  # a new pair starts a new chat
+
+    # What the page sends from now on: the new pair, in the chat and to the mask endpoint.
+    browser.execute_script("""
+        window.sent = [];
+        const real = window.fetch;
+        window.fetch = (path, init) => {
+          if (init && init.body) window.sent.push([path, JSON.parse(init.body)]);
+          return real(path, init);
+        };""")
+    send("and now?")
+    browser.find_element(By.ID, "detect").click()
+    wait.until(lambda d: d.find_element(By.ID, "stats").text.startswith("changed"))
+    (chat_path, chat), (detect_path, detect) = browser.execute_script("return window.sent")
+    assert chat_path == "/v1/chat/completions" and detect_path == "/v1/change/detect"
+    urls = [p["image_url"]["url"] for m in chat["messages"] if isinstance(m["content"], list)
+            for p in m["content"] if p["type"] == "image_url"]
+    assert urls == [data_url(new_before), data_url(new_after)]
+    assert (detect["before"], detect["after"]) == (data_url(new_before), data_url(new_after))
+    stats = post(root + "/v1/change/detect", {"model": model, "before": data_url(new_before),
+                                              "after": data_url(new_after)})["stats"]
+    assert f"changed {stats['changed_pixels']} px" in browser.find_element(By.ID, "stats").text

@@ -81,10 +81,9 @@ def test_not_an_image(tmp_path):
         load_image(tmp_path / "missing.png")
 
 
-def test_wide_images_are_refused_rather_than_clipped(tmp_path):
+def test_wide_images_are_scaled_rather_than_clipped(tmp_path):
     path = _save(tmp_path / "deep.png", np.full((4, 4), 3000, np.uint16))
-    with pytest.raises(ImageError, match=r"deep\.png: I;16 image .*rescale it to 8-bit"):
-        load_image(path)
+    assert torch.equal(load_image(path), torch.full((3, 4, 4), np.float32(3000) / np.float32(65535)))
     assert load_mask(_save(tmp_path / "deep_mask.png", np.eye(4, dtype=np.uint16))).sum() == 4
 
 

@@ -9,29 +9,28 @@ from PIL import Image
 from rsforge.datasets.images import ImageError, image_info, load_image, load_raster
 
 
-def test_multiband_uint16_minmax_per_band(tmp_path):
+def test_multiband_uint16_by_declared_range(tmp_path):
     rng = np.random.default_rng(0)
     bands = rng.integers(0, 4000, (6, 8, 5)).astype(np.uint16)
-    bands[..., 4] += 30000  # a band far off the others' range: scaled on its own
+    bands[..., 4] += 30000  # a band far off the others' range: the same fixed scale, no per-band stretch
     path = tmp_path / "s2.tif"
     tifffile.imwrite(path, bands, photometric="minisblack", planarconfig="contig")
-    t = load_raster(path, stretch="minmax")
+    t = load_raster(path)
     assert t.shape == (5, 6, 8) and t.dtype == torch.float32
-    lo, hi = bands.min((0, 1)), bands.max((0, 1))
-    expected = (np.moveaxis(bands, 2, 0) - lo[:, None, None]) / (hi - lo)[:, None, None]
+    expected = np.moveaxis(bands, 2, 0) / 65535
     assert torch.allclose(t, torch.from_numpy(expected.astype(np.float32)), atol=1e-6)
     assert len(torch.unique(t[0])) > 256 or len(np.unique(bands[..., 0])) <= 256  # not rounded to 8 bits
     assert image_info(path) == (8, 6, "5-band uint16")
 
 
-def test_planar_layout_and_percentile_stretch(tmp_path):
-    data = np.linspace(0, 1000, 13 * 10 * 10).reshape(13, 10, 10).astype(np.float32)
-    data[0, 0, 0] = 1e9  # a hot pixel: the percentile stretch ignores it
+def test_planar_layout_and_float_range(tmp_path):
+    data = np.linspace(0, 1, 13 * 10 * 10).reshape(13, 10, 10).astype(np.float32)
+    data[0, 0, :3] = 1e9, np.nan, -2  # floats are taken as in [0, 1]: clipped, nodata read as 0
     path = tmp_path / "planar.tif"
     tifffile.imwrite(path, data, photometric="minisblack", planarconfig="separate")
     t = load_raster(path)
-    assert t.shape == (13, 10, 10) and t.min() == 0 and t.max() == 1
-    assert 0.3 < t[0].median() < 0.7  # min-max would have pressed everything near 0
+    assert t.shape == (13, 10, 10) and t[0, 0, :3].tolist() == [1, 0, 0]
+    assert torch.equal(t[1:], torch.from_numpy(data[1:]))
     assert load_raster(path.read_bytes(), size=4, interpolation="bicubic").shape == (13, 4, 4)
 
 

@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 
 from rsforge.serve.errors import APIError
-from rsforge.serve.masks import count_regions, detect_response, parse_detect_request
+from rsforge.serve.masks import detect_response, parse_detect_request
 from rsforge.serve.prometheus import Metrics, parse_prometheus, quantile
+from rsforge.serve.regions import count_regions
 from rsforge.serve.remote import ImageFetcher
+from rsforge.serve.scenes import SceneMask
 
 
 def png(color=(0, 0, 255), side: int = 20) -> bytes:
@@ -112,14 +114,20 @@ def test_regions_are_8_connected_components():
     assert count_regions(np.zeros((4, 4), np.uint8)) == 0
 
 
+def scene(mask: np.ndarray) -> SceneMask:
+    return SceneMask(mask, None, None, None, 1)
+
+
 def test_detect_response_png_and_geojson():
     mask = np.zeros((8, 8), np.uint8)
     mask[1:3, 1:4] = 255
-    out = detect_response("m", mask, "png")
-    assert out["stats"] == {"changed_pixels": 6, "changed_fraction": 6 / 64, "regions": 1}
+    out = detect_response("m", scene(mask), "png")
+    assert out["stats"] == {"changed_pixels": 6, "changed_fraction": 6 / 64, "changed_area": None, "regions": 1,
+                            "tiles": 1}
+    assert (out["crs"], out["transform"]) == (None, None)
     decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(out["mask_png"].split(",", 1)[1]))))
     assert (decoded == mask).all()
-    geo = detect_response("m", mask, "geojson")["geojson"]
+    geo = detect_response("m", scene(mask), "geojson")["geojson"]
     (feature,) = geo["features"]
     assert feature["properties"] == {"value": 255}
     xs, ys = zip(*feature["geometry"]["coordinates"][0], strict=True)
@@ -129,13 +137,13 @@ def test_detect_response_png_and_geojson():
 def test_parse_detect_request():
     url = "data:image/png;base64," + base64.b64encode(png()).decode()
     parsed = parse_detect_request({"before": url, "after": url, "format": "geojson", "threshold": 0.3},
-                                  model_name="m", image_size=16)
-    assert parsed.images.shape == (2, 3, 16, 16) and (parsed.format, parsed.threshold) == ("geojson", 0.3)
+                                  model_name="m")
+    assert parsed.before == parsed.after == png() and (parsed.format, parsed.threshold) == ("geojson", 0.3)
     for body, param in [({"before": url, "after": url, "threshold": 1.5}, "threshold"),
                         ({"before": url, "after": url, "extra": 1}, "extra"),
                         ({"before": "data:image/png;base64,aGVsbG8=", "after": url}, "before")]:
         with pytest.raises(APIError) as info:
-            parse_detect_request(body, model_name="m", image_size=16)
+            parse_detect_request(body, model_name="m")
         assert info.value.status == 400 and info.value.param == param
 
 
@@ -151,7 +159,7 @@ def test_geojson_without_rasterio_is_a_clear_501(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_rasterio)
     with pytest.raises(APIError) as info:
-        detect_response("m", np.full((2, 2), 255, np.uint8), "geojson")
+        detect_response("m", scene(np.full((2, 2), 255, np.uint8)), "geojson")
     assert info.value.status == 501 and "rasterio" in info.value.message
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rsforge.core.sample import Sample
 
 
 class PartConfig(BaseModel):
@@ -51,6 +53,11 @@ class HeadConfig(PartConfig):
         with an `in_dim` field gets that width filled in, or checked, by the assembler."""
         return False
 
+    def prepare_samples(self, samples: Sequence[Sample]) -> Self:
+        """Return a config completed from the training samples' targets (a classifier fixes its class
+        list here, so the saved model maps class ids to the names it was trained on). Default: unchanged."""
+        return self
+
 
 class RewardConfig(PartConfig):
     """`weight`: the reward's factor in the combined reward (a logit regulariser's: of its loss term);
@@ -74,9 +81,12 @@ class RewardConfig(PartConfig):
 
 
 class DatasetConfig(PartConfig):
-    """`weight`: this dataset's share of the training mixture when a recipe lists several."""
+    """`weight`: this dataset's share of the training mixture when a recipe lists several. `splits`: which
+    of the dataset's own splits serves a recipe split (`{train: test}` trains on its test list), null for
+    none (`{test: null}`: the dataset adds nothing to evaluation); unnamed splits read themselves."""
 
     weight: float = Field(1.0, gt=0)
+    splits: dict[Literal["train", "val", "test"], str | None] = {}
 
 
 class TaskConfig(PartConfig):

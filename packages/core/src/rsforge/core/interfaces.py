@@ -182,14 +182,16 @@ class Decoder(nn.Module):
 class Head(nn.Module):
     """Reads the encoder's maps of both dates -> logits (B, K, H, W) at image resolution.
 
-    `instructions`: each sample's instruction (its first user turn), for heads steered by text; other
-    heads ignore it. A head with `reads_bridged_tokens = True` gets the tokens after the bridge chain
-    (B, T', N, D) together with the encoder's maps of both dates, instead of the encoder's tokens.
+    `instructions`: each sample's instruction (its first user turn), for heads steered by text
+    (`reads_instruction = True`); other heads ignore it. A head with `reads_bridged_tokens = True` gets
+    the tokens after the bridge chain (B, T', N, D) together with the encoder's maps of both dates,
+    instead of the encoder's tokens.
     A head with `predicts_mask = False` returns class logits (B, K) from pooled tokens and trains on
     `Batch.labels`; `bitemporal = False` heads do not make the model read a before/after pair.
     """
 
     reads_bridged_tokens: bool = False
+    reads_instruction: bool = False
     predicts_mask: bool = True
     bitemporal: bool = True
 

@@ -52,10 +52,23 @@ class RSForgeModel(nn.Module):
         return self.decoder.image_size if self.reads_images else self.encoder.image_size
 
     @property
+    def tile(self) -> int:
+        """The scale the model was trained at, which tiled inference uses by default: native pixels per
+        input side (the recipe's `train.crop`); without crops, the input size (whole images were resized
+        to it, so no single native scale exists)."""
+        return self.recipe.train.crop or self.image_size
+
+    @property
     def interpolation(self) -> str:
         """The resampling filter images are resized with before they reach the model: the encoder's
         recorded choice, so serving preprocesses exactly as training did."""
         return "bilinear" if self.encoder is None else self.encoder.interpolation
+
+    @property
+    def in_chans(self) -> int:
+        """The bands each image carries into the model (`channels` of the data loader): the encoder's
+        `in_chans` (13 for a Sentinel-2 stem); 3 (RGB) for a decoder that reads images itself."""
+        return 3 if self.reads_images or self.encoder is None else self.encoder.in_chans
 
     @property
     def num_images(self) -> int:

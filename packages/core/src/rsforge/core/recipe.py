@@ -6,16 +6,17 @@ valid integer` or `encoder.name: unknown encoder 'vit'; known encoders: timm`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rsforge.core.configs import PartConfig
 from rsforge.core.errors import RecipeError
 from rsforge.core.registry import Registry
+from rsforge.core.sample import Sample
 
 
 class StageConfig(BaseModel):
@@ -43,6 +44,37 @@ class StageConfig(BaseModel):
     num_samples: int = Field(5, ge=1, description="scst: rollouts per input (K), or samples per answer position")
     max_new_tokens: int = Field(24, ge=1, description="scst: rollout length (rollout mode)")
     temperature: float = Field(1.0, gt=0, description="scst: sampling temperature of the rollouts or samples")
+
+
+class AugmentConfig(BaseModel):
+    """`train.augment`: training-only random changes of each sample (evaluation never sees them). The
+    geometric ones move both dates, the mask and boxes together; the photometric ones are drawn for each
+    date on its own (two acquisitions never share their light). Flips and rotations swap left / right,
+    north / south: keep them off for captions or answers that name directions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hflip: float = Field(0.0, ge=0, le=1, description="probability of a left-right flip")
+    vflip: float = Field(0.0, ge=0, le=1, description="probability of a top-bottom flip")
+    rot90: bool = Field(False, description="rotate by 0, 90, 180 or 270 degrees, drawn uniformly")
+    scale: tuple[float, float] | None = Field(
+        None, description="[min, max] area fraction of a random square crop, resized to the model's input")
+    brightness: float = Field(0.0, ge=0, description="colour jitter: brightness factor drawn in [1-b, 1+b]")
+    contrast: float = Field(0.0, ge=0, description="colour jitter: contrast factor drawn in [1-c, 1+c]")
+    saturation: float = Field(0.0, ge=0, description="colour jitter: saturation factor drawn in [1-s, 1+s]")
+    hue: float = Field(0.0, ge=0, le=0.5, description="colour jitter: hue shift drawn in [-h, h]")
+    gamma: tuple[float, float] | None = Field(None, description="[min, max] gamma drawn per date")
+    blur: tuple[float, float] | None = Field(None, description="[min, max] Gaussian blur sigma in pixels")
+    blur_p: float = Field(0.5, ge=0, le=1, description="probability that a date is blurred (with `blur`)")
+
+    @field_validator("scale", "gamma", "blur")
+    @classmethod
+    def _range(cls, value: tuple[float, float] | None, info) -> tuple[float, float] | None:
+        if value is not None and not 0 < value[0] <= value[1]:
+            raise ValueError(f"expected [min, max] with 0 < min <= max, got {list(value)}")
+        if value is not None and info.field_name == "scale" and value[1] > 1:
+            raise ValueError(f"area fractions are at most 1, got {list(value)}")
+        return value
 
 
 class TrainConfig(BaseModel):
@@ -76,6 +108,20 @@ class TrainConfig(BaseModel):
     feature_cache: bool | str = Field(
         False, description="frozen encoder only: cache encoder outputs on disk (true: <run dir>/feature_cache, "
                            "or a directory shared between runs)")
+    crop: int | None = Field(
+        None, ge=1, description="side in native pixels of a random square crop taken at the same place in both "
+                                "dates and the mask, then resized to the model's input; images smaller than it "
+                                "are refused; none: each whole image resized")
+    augment: AugmentConfig | None = Field(None, description="training-only augmentation; none: off")
+
+    @model_validator(mode="after")
+    def _cache_sees_fixed_pixels(self) -> TrainConfig:
+        # The cache holds each image's encoder output computed once; new crops or draws every epoch would
+        # make every cached feature describe pixels the step never saw.
+        if self.feature_cache and (self.crop is not None or self.augment is not None):
+            raise ValueError("train.feature_cache caches features of whole, unaugmented images; it cannot be "
+                             "combined with train.crop or train.augment (turn the cache or those off)")
+        return self
 
 
 class EvalConfig(BaseModel):
@@ -85,6 +131,13 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(16, ge=1)
     max_new_tokens: int = Field(24, ge=1)
     panels: int = Field(4, ge=0, description="before/after/mask panels written to the report")
+    mask_resolution: Literal["native", "model"] = Field(
+        "native", description="native: change masks predicted and scored at each pair's own size, in blended "
+        "tiles of the model's scale (as `rsforge detect` runs); model: pair and label resized to the input size")
+    tile: int | None = Field(None, ge=1, description="native pixels per tile (default: train.crop, else the "
+                             "model's input size)")
+    overlap: int | None = Field(None, ge=0, description="pixels shared by neighbouring tiles (default: 32, at "
+                                "most a quarter of the tile)")
 
 
 SINGLE_PARTS = {"encoder": "encoder", "decoder": "decoder"}
@@ -127,12 +180,20 @@ class Recipe(BaseModel):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    def prepared(self, corpus: Iterable[str]) -> Recipe:
+    def prepared(self, corpus: Iterable[str], samples: Sequence[Sample] = ()) -> Recipe:
+        """The recipe with every part completed from the training texts (`corpus`) and, for heads, from
+        the training `samples` themselves (a classifier's class list); an error names the head."""
         texts = list(corpus)
+        heads = []
+        for i, head in enumerate(self.heads):
+            try:
+                heads.append(head.prepare(texts).prepare_samples(samples))
+            except ValueError as exc:
+                raise RecipeError(f"heads[{i}] ({head.name}): {exc}") from None
         update: dict[str, Any] = {
             "encoder": self.encoder.prepare(texts) if self.encoder is not None else None,
             "bridges": [b.prepare(texts) for b in self.bridges],
-            "heads": [h.prepare(texts) for h in self.heads],
+            "heads": heads,
         }
         if self.decoder is not None:
             update["decoder"] = self.decoder.prepare(texts)

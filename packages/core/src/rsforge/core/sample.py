@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
 
+META_CANDIDATES = "candidates"
+META_LABEL = "label"
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -31,7 +34,9 @@ class Sample:
     reference answers for the last assistant turn (captioning metrics use them); the
     conversation's own last answer is one of them. `boxes` are the targets of grounding tasks
     (4 or 8 numbers each, see above). `meta` carries what metrics group or check by, e.g.
-    `question_type` (VQA accuracy per type), `candidates` (classification), `expression` (grounding).
+    `question_type` (VQA accuracy per type), `candidates` (classification), `expression` (grounding),
+    `label` (classification: the index of the sample's class in its `candidates`, what a classifier
+    head trains on).
     """
 
     id: str

@@ -122,6 +122,9 @@ def format_report(report: CheckReport, root: Path | str, fmt: str, max_problems:
         if max(turns) > 2:
             lines.append(f"    turns per sample: {_spread(turns)}")
         lines.append(f"    images per sample: {_spread([len(x.images) for x in s.samples])}")
+        boxes = [len(x.boxes) for x in s.samples if x.boxes]
+        if boxes:  # grounding: how many objects the answers name, so a reader that drops some shows
+            lines.append(f"    boxes: {sum(boxes)} ({_spread(boxes)} per sample)")
         kinds = ", ".join(f"{k} ({n})" for k, n in s.image_kinds.most_common())
         lines.append(f"    image sizes ({s.checked_images} checked): {kinds or 'none readable'}")
     lines.append(f"problems: {len(report.problems)}")

@@ -4,7 +4,8 @@ Splits: `<root>/list/<split>.txt` listing `<class>/<image>` paths when the folde
 otherwise a seeded stratified split of every class's images (`val_frac`, `test_frac`, `seed`):
 each class's files are shuffled with a generator seeded from (`seed`, class name), so adding a class
 does not reshuffle the others. The prompt carries the candidate class list (`meta["candidates"]`,
-all class folders in sorted order); the answer is the class folder's name.
+all class folders in sorted order); the answer is the class folder's name, and `meta["label"]` its
+index in the candidates, the target of a `classifier` head.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from rsforge.core.configs import DatasetConfig
-from rsforge.core.sample import Sample, Turn
+from rsforge.core.sample import META_CANDIDATES, META_LABEL, Sample, Turn
 from rsforge.datasets.common import IMAGE_SUFFIXES, SPLITS, Skips, log, no_split, read_lines
 from rsforge.datasets.prompts import prompt_for
 
@@ -79,7 +80,7 @@ def read_class_folders(
                 conversation=[Turn("user", prompt), Turn("assistant", cls)],
                 task="classification",
                 references=[cls],
-                meta={"candidates": list(classes)},
+                meta={META_CANDIDATES: list(classes), META_LABEL: classes.index(cls)},
             )
         )
     skips.summary(len(entries))

@@ -31,6 +31,16 @@ def _check_command(args) -> int:
     return 0 if report.usable else 1
 
 
+def _split_dota_command(args) -> int:
+    from rsforge.datasets.dota_split import SplitOptions, split_dota
+
+    options = SplitOptions(subsize=args.subsize, gap=args.gap, rate=args.rate, thresh=args.thresh)
+    summary = split_dota(args.src, args.out, options)
+    print(f"wrote {summary.patches} patches of {summary.scenes} scenes to {args.out}"
+          + (f"; {len(summary.skipped)} scenes skipped (see the warnings)" if summary.skipped else ""))
+    return 0 if summary.patches else 1
+
+
 def add_commands(cli) -> None:
     data = cli.add_parser("data", help="datasets").add_subparsers(dest="data_command", metavar="ACTION")
     p = data.add_parser("synth", help="write a synthetic bi-temporal dataset (LEVIR-CD folders + LEVIR-CC JSON)")
@@ -51,3 +61,19 @@ def add_commands(cli) -> None:
     p.add_argument("--set", action="append", metavar="K=V", help="reader option, e.g. images_dir=imgs; repeatable")
     p.add_argument("--max-images", type=int, default=50, help="images decoded per split (default 50)")
     p.set_defaults(func=_check_command)
+    p = data.add_parser(
+        "split-dota", help="split DOTA scenes into overlapping patches, as DOTA_devkit's ImgSplit does",
+        description="Split SRC/images with SRC/labelTxt into OUT/images, OUT/labelTxt and OUT/list/<split>.txt "
+        "(one per split list of SRC, else all.txt), the rules of DOTA_devkit's ImgSplit_multi_process.py: "
+        "patches <id>__<rate>__<left>___<up>.png, instances clipped to each patch, a piece of less than THRESH "
+        "of its instance marked difficult 2. OUT is written whole or not at all.",
+    )  # fmt: skip
+    p.add_argument("src", help="DOTA folder with images/ and labelTxt/")
+    p.add_argument("out", help="output folder (new, or a previous split-dota output, which is replaced)")
+    p.add_argument("--subsize", type=int, default=1024, help="patch side in pixels (default 1024)")
+    p.add_argument("--gap", type=int, default=200, help="overlap of neighbouring patches in pixels (default 200)")
+    p.add_argument("--rate", type=float, default=1.0, help="resize the scenes by this factor first (default 1)")
+    p.add_argument("--thresh", type=float, default=0.7,
+                   help="a cut instance keeps its difficult flag when more than this part of it is in the patch, "
+                   "else it is marked 2 (default 0.7)")
+    p.set_defaults(func=_split_dota_command)

@@ -4,7 +4,11 @@
   "sentences": [{"raw", ...}], "changeflag"}]}`) with images at `<images_root>/<filepath>/{A,B}/<filename>`;
   a `label/` folder beside `A/` (LEVIR-CD style) supplies change masks.
 - LEVIR-CD: `<root>/<split>/{A,B,label}/` (SegChange-R1 adds `<split>/prompts.txt`), or
-  `<root>/{A,B,label}/` with the file names of each split in `<root>/list/<split>.txt`.
+  `<root>/{A,B,label}/` with the file names of each split in `<root>/list/<split>.txt`; DSIFN-CD, OSCD,
+  SZTAKI AirChange, WHU-CD, S2Looking and SYSU-CD in that layout too. Their labels' conventions are read
+  or refused by name (`label_problem`), never guessed at.
+- LEVIR-MCI: LEVIR-CC's layout with a road / building `label/`, read as a 3-class mask (`read_levir_mci`;
+  the encoding is in `rsforge.datasets.semantic_change`).
 
 Problems with single samples (a missing image, no caption) are logged on the "rsforge.data"
 logger with the path at fault and the sample is skipped, so one bad file does not stop a run.
@@ -21,6 +25,7 @@ from rsforge.core.configs import DatasetConfig
 from rsforge.core.sample import Sample, Turn
 from rsforge.datasets.common import IMAGE_SUFFIXES, SPLITS, Skips, log, read_json, read_lines
 from rsforge.datasets.prompts import prompt_for
+from rsforge.datasets.semantic_change import CLASS_MASK, LEVIR_MCI_CLASSES, MASK_CLASSES, class_label_problem
 
 CAPTION_FILES = ("captions.json", "LevirCCcaptions.json")
 
@@ -49,12 +54,15 @@ def read_levir_cc(
     captions_file: str | Path | None = None,
     images_root: str | Path | None = None,
     per_reference: bool = False,
+    classes: list[dict] | None = None,
 ) -> list[Sample]:
     """Change-captioning samples of `split` from a LEVIR-CC captions JSON.
 
     The conversation is the change-captioning prompt and the first reference; `references` holds
     all of them. `per_reference=True` (training) gives one sample per reference, with that
-    reference as the answer and id `<filename>#<k>`.
+    reference as the answer and id `<filename>#<k>`. A `label/` file is the sample's binary `mask`
+    (a label in another convention skips the sample, named, see `label_problem`); with `classes`
+    (LEVIR-MCI) it is a K-class mask with that class table instead (`rsforge.datasets.semantic_change`).
     """
     # Absolute paths: samples travel to Ray workers, whose working directory may differ.
     root = Path(root).resolve()
@@ -96,7 +104,17 @@ def read_levir_cc(
             skipped += 1
             continue
         label = folder / "label" / filename
-        mask = str(label) if label.is_file() else None
+        mask, meta = None, {}
+        if label.is_file():
+            problem = _label_problem(label, classes)
+            if problem is not None:
+                log.warning("%s: %s; skipped", label, problem)
+                skipped += 1
+                continue
+            if classes is None:
+                mask = str(label)
+            else:
+                meta = {CLASS_MASK: str(label), MASK_CLASSES: classes}
         changed = bool(entry["changeflag"]) if "changeflag" in entry else None
         answers = list(enumerate(references)) if per_reference else [(None, references[0])]
         for k, answer in answers:
@@ -109,6 +127,7 @@ def read_levir_cc(
                     mask=mask,
                     references=list(references),
                     changed=changed,
+                    meta=dict(meta),
                 )
             )
     if skipped:
@@ -137,11 +156,56 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise ValueError(f"cannot read image header: {exc}") from None
 
 
-def _label_values(path: Path) -> list[int]:
-    """The distinct values of a label (palette images: their indices), as `load_mask` reads it."""
+def _values_text(values) -> str:
+    return ", ".join(str(v) for v in values[:10]) + (", ..." if len(values) > 10 else "")
+
+
+# What a binary change label holds in each public release, and why one is refused (not guessed at):
+# - 0/255: LEVIR-CD, DSIFN-CD, SZTAKI AirChange (`gt.bmp`), WHU-CD, SYSU-CD, S2Looking (`label/`); read.
+# - 0/1: copies re-encoded so (and 1-bit images); read.
+# - 1/2: raw OSCD (`cm/<city>-cm.tif`: 1 = no change, 2 = change); refused: a tile holding only 1 would
+#   read as "all changed" under 0/1, so the values alone cannot tell the conventions apart.
+# - 0/128/255: LEVIR-MCI (Change-Agent: 128 = road, 255 = building); refused, it has its own reader.
+# - 0-6: SECOND's index-encoded land cover (Bi-SRNet's `label1/`, `label2/`); refused, its own reader.
+# - colours (R, G, B not equal): RGB-coded semantic labels (SECOND's `label1/`, `label2/`); refused.
+def label_problem(path: Path) -> str | None:
+    """Why a binary change label cannot be read (the convention it looks like, named), or None.
+    Unreadable files raise OSError / ValueError."""
     with Image.open(path) as img:
-        keep = img.mode in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "F")
-        return np.unique(np.asarray(img if keep else img.convert("L"))).tolist()
+        if img.mode in ("RGB", "RGBA"):
+            rgb = np.asarray(img.convert("RGB"))
+            if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
+                colours = [tuple(int(x) for x in c) for c in np.unique(rgb.reshape(-1, 3), axis=0)]
+                return (f"RGB-coded label (colours {_values_text(colours)}): a change mask must be grey 0/255 or "
+                        "0/1; SECOND's label1/ label2/ are land-cover maps (read them with the second reader); "
+                        "S2Looking: read its label/ folder")
+            values = np.unique(rgb[..., 0]).tolist()
+        else:
+            # as load_mask reads them: a palette image's indices are its labels, whatever their colours
+            keep = img.mode in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "F")
+            values = np.unique(np.asarray(img if keep else img.convert("L"))).tolist()
+    found = set(values)
+    if found <= {0, 255} or found <= {0, 1}:
+        return None
+    shown = "{" + _values_text(values) + "}"
+    if found <= {1, 2} and 2 in found:
+        return (f"label values {shown}: this looks like raw OSCD (1 = no change, 2 = change); "
+                "use OSCD's cm/cm.png (0/255) or map 1 to 0 and 2 to 255")
+    if found <= {0, 128, 255} and 128 in found and len(found) > 1:
+        return (f"label values {shown}: this looks like LEVIR-MCI (128 = road, 255 = building); "
+                "read it with the levir_mci reader, which keeps the classes")
+    if found <= set(range(7)) and len(found) > 1:
+        return (f"label values {shown}: this looks like SECOND's index-encoded land cover "
+                "(0 = no change, 1-6 classes); read it with the second reader")
+    return f"label must hold only 0/255 or 0/1, found values {_values_text(values)}"
+
+
+def _label_problem(label: Path, classes: list[dict] | None) -> str | None:
+    """Why a label cannot be read: as a binary change mask, or against its class table `classes`."""
+    try:
+        return label_problem(label) if classes is None else class_label_problem(label, classes)
+    except (ValueError, OSError) as exc:
+        return f"cannot read label: {exc}"
 
 
 def _pair_problem(before: Path, after: Path, label: Path | None) -> str | None:
@@ -152,14 +216,10 @@ def _pair_problem(before: Path, after: Path, label: Path | None) -> str | None:
         if len(set(sizes)) > 1:
             shown = ", ".join(f"{sub} {w}x{h}" for sub, (w, h) in zip(("A", "B", "label"), sizes, strict=False))
             return f"sizes differ ({shown})"
-        # the label is decoded here so that one that is not 0/255 or 0/1 is refused now, not mid-training
-        values = _label_values(label) if label is not None else []
+        # the label is decoded here so that one in another convention is refused now, not mid-training
+        return label_problem(label) if label is not None else None
     except (ValueError, OSError) as exc:
         return str(exc)
-    if not (set(values) <= {0, 255} or set(values) <= {0, 1}):
-        shown = ", ".join(str(v) for v in values[:10]) + (", ..." if len(values) > 10 else "")
-        return f"label must hold only 0/255 or 0/1, found values {shown}"
-    return None
 
 
 def read_levir_cd(root: str | Path, split: str) -> list[Sample]:
@@ -253,3 +313,17 @@ class LevirCDDatasetConfig(DatasetConfig):
 
 def load_levir_cd(config: LevirCDDatasetConfig, split: str) -> list[Sample]:
     return read_levir_cd(config.root, split)
+
+
+class LevirMCIDatasetConfig(LevirCCDatasetConfig):
+    """LEVIR-MCI on disk, as released with Change-Agent: `LevirCCcaptions.json` and
+    `images/<split>/{A,B,label}/` (`rsforge.datasets.semantic_change` has the label encoding)."""
+
+    name: str = "levir_mci"
+
+
+def load_levir_mci(config: LevirMCIDatasetConfig, split: str) -> list[Sample]:
+    """LEVIR-CC's samples with the road / building label as a 3-class mask; training gets one sample
+    per reference caption, as LEVIR-CC's does."""
+    return read_levir_cc(config.root, split, captions_file=config.captions_file, images_root=config.images_root,
+                         per_reference=split == "train", classes=LEVIR_MCI_CLASSES)

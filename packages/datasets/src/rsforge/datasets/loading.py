@@ -9,6 +9,7 @@ import random
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe
 from rsforge.core.sample import Sample
+from rsforge.datasets.prompts import with_prompt_overrides
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,8 @@ log = logging.getLogger(__name__)
 def _load_one(recipe: Recipe, plugins: PluginManager, index: int, split: str) -> list[Sample]:
     config = recipe.data[index]
     spec = plugins.registry.get("dataset", config.name, path=f"data[{index}].name")
-    return spec.load_factory()(config, split)
+    own = config.splits.get(split, split)
+    return [] if own is None else spec.load_factory()(config, own)
 
 
 def mix(parts: list[list[Sample]], weights: list[float], seed: int) -> list[Sample]:
@@ -38,13 +40,16 @@ def mix(parts: list[list[Sample]], weights: list[float], seed: int) -> list[Samp
 
 
 def load_split(recipe: Recipe, plugins: PluginManager, split: str) -> list[Sample]:
-    """All datasets' samples of `split`; for training with several datasets, the weighted mixture."""
+    """All datasets' samples of `split`; for training with several datasets, the weighted mixture. Each
+    sample is asked in the recipe's `prompts` wording (`with_prompt_overrides`): readers write the
+    built-in one, and the model must be trained and evaluated on one."""
     if not recipe.data:
         raise ValueError(f"recipe '{recipe.name}' has no data section")
-    parts = [_load_one(recipe, plugins, i, split) for i in range(len(recipe.data))]
+    parts = [[with_prompt_overrides(s, recipe.prompts) for s in _load_one(recipe, plugins, i, split)]
+             for i in range(len(recipe.data))]
     if split == "train" and len(parts) > 1:
         for config, part in zip(recipe.data, parts, strict=True):
-            if not part:
+            if not part and config.splits.get(split, split) is not None:  # not left out on purpose
                 log.warning("data: %s has no %s samples; the training mixture is made of the other datasets",
                             config.name, split)
         return mix(parts, [d.weight for d in recipe.data], recipe.train.seed)

@@ -6,9 +6,9 @@ input, so memory stays bounded however large the scene. Without it, images are r
 Pillow / tifffile (`rsforge.datasets.images`, under its pixel limit) and the output is held in memory
 until it is saved: fine for PNG / JPEG tiles, which are small by nature; large scenes need rasterio.
 
-Pixel values are scaled as in training: 8-bit by 1/255, wider data by the per-band 2nd-98th
-percentile stretch of `load_raster`, its bounds taken once from a decimated read of the whole scene
-(so every window is scaled alike and no seam appears between strips).
+Pixel values are scaled as in training, by the one scaling of `rsforge.datasets.images` (each band
+divided by the maximum its file declares): it depends on no pixel, so every window is scaled alike,
+no seam appears between strips, and a scene reads as its training crops did.
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ import numpy as np
 from rsforge.core.atomic import atomic_path
 from rsforge.datasets.images import (
     DEFAULT_MAX_PIXELS,
-    STRETCH_PERCENTILES,
     ImageError,
     _is_tiff,
-    _read_pil_bands,
-    _read_tiff,
+    declared_top,
+    read_bands,
+    rgb_bands,
+    scale_to_unit,
 )
 
 # GDAL's block cache defaults to 5% of RAM, which would let memory grow with the scene; a strip
 # needs far less, so it is capped while a raster is open.
 GDAL_CACHE_BYTES = 64 * 1024 * 1024
-STATS_SIDE = 1024  # side of the decimated read the stretch bounds are taken from
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 Transform = tuple[float, float, float, float, float, float]  # GDAL order: x0, dx, rx, y0, ry, dy
 
@@ -62,44 +62,13 @@ class RasterInfo:
         return abs(dx * dy - rx * ry)
 
 
-def _stretch_bounds(sample: np.ndarray) -> list[tuple[float, float]] | None:
-    """Per-band (lo, hi) of `load_raster`'s percentile stretch; None for 8-bit data (scaled by 1/255)."""
-    if sample.dtype == np.uint8:
-        return None
-    bounds = []
-    for c in range(sample.shape[-1]):
-        band = sample[..., c].astype(np.float64)
-        finite = band[np.isfinite(band)]
-        bounds.append(tuple(np.percentile(finite, STRETCH_PERCENTILES)) if finite.size else (0.0, 0.0))
-    return bounds
-
-
-def scale(array: np.ndarray, bounds: list[tuple[float, float]] | None) -> np.ndarray:
-    """(H, W, 3) raw values -> float32 in [0, 1]."""
-    if bounds is None:
-        return array.astype(np.float32) / 255
-    out = np.zeros(array.shape, np.float32)
-    for c, (lo, hi) in enumerate(bounds):
-        if hi > lo:
-            scaled = np.clip((array[..., c].astype(np.float32) - lo) / (hi - lo), 0, 1)
-            out[..., c] = np.where(np.isfinite(scaled), scaled, 0)
-    return out
-
-
-def _rgb(array: np.ndarray, path: str) -> np.ndarray:
-    """The first three bands; a single band is repeated (grey scenes)."""
-    if array.shape[-1] == 1:
-        return np.repeat(array, 3, axis=-1)
-    if array.shape[-1] == 2:
-        raise ImageError(f"{path}: 2 bands; expected 1 (grey) or at least 3 (RGB first)")
-    return array[..., :3]
-
-
 class RasterReader:
-    """A scene opened for window reads; `read(row, col, height, width)` -> float32 (h, w, 3) in [0, 1]."""
+    """A scene opened for window reads; `read(row, col, height, width)` -> float32 (h, w, C) in [0, 1]: the
+    three bands models take (`rsforge.datasets.images.load_image`'s), or with `channels` != 3 every band
+    of a scene that has exactly that many (a multispectral model's `in_chans`)."""
 
-    def __init__(self, path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        self.path = str(path)
+    def __init__(self, path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, channels: int = 3) -> None:
+        self.path, self.channels = str(path), channels
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such image")
         self._src = self._env = self._array = None
@@ -119,29 +88,40 @@ class RasterReader:
         except RasterioIOError as exc:
             self.close()
             raise ImageError(f"{self.path}: cannot open raster: {exc}") from exc
-        if src.count == 2:
+        if self.channels != 3:
+            if src.count != self.channels:
+                self.close()
+                raise ImageError(f"{self.path}: {src.count} band(s), the model takes {self.channels}")
+            self._indexes = list(range(1, src.count + 1))
+        elif src.count == 2:
             self.close()
             raise ImageError(f"{self.path}: 2 bands; expected 1 (grey) or at least 3 (RGB first)")
-        self._indexes = [1, 1, 1] if src.count == 1 else [1, 2, 3]
+        else:
+            self._indexes = [1, 1, 1] if src.count == 1 else [1, 2, 3]
+        # GDAL shows the TIFF's declared range as metadata: NBITS (packed bits), TIFFTAG_MAXSAMPLEVALUE
+        nbits = src.tags(ns="IMAGE_STRUCTURE").get("NBITS")
+        max_sample = src.tags().get("TIFFTAG_MAXSAMPLEVALUE")
+        self._top = declared_top(src.dtypes[0], len(self._indexes), int(nbits) if nbits else None,
+                                 float(max_sample) if max_sample else None)
         georef = src.crs is not None or not src.transform.is_identity
         self.info = RasterInfo(
             self.path, src.width, src.height, src.count, src.dtypes[0],
             src.crs.to_wkt() if src.crs is not None else None, src.transform.to_gdal() if georef else None,
         )  # fmt: skip
-        side = min(STATS_SIDE, src.width), min(STATS_SIDE, src.height)
-        sample = src.read(self._indexes, out_shape=(3, side[1], side[0])).transpose(1, 2, 0)
-        self._bounds = _stretch_bounds(sample)
 
     def _open_whole(self, max_pixels: int) -> None:
         try:
-            raw = _read_tiff(self.path, max_pixels) if _is_tiff(self.path) else _read_pil_bands(self.path, max_pixels)
+            raw, top = read_bands(self.path, max_pixels, rgb=self.channels == 3)
         except ImageError as exc:
             raise ImageError(f"{exc} (install rsforge-geo[rasterio] to read large scenes window by window)") from None
-        self._array = _rgb(raw, self.path)
+        if self.channels == 3:
+            self._array, self._top = rgb_bands(raw, top, self.path)
+        elif raw.shape[-1] != self.channels:
+            raise ImageError(f"{self.path}: {raw.shape[-1]} band(s), the model takes {self.channels}")
+        else:
+            self._array, self._top = raw, top
         height, width = raw.shape[:2]
         self.info = RasterInfo(self.path, width, height, raw.shape[-1], str(raw.dtype), None, None)
-        step = max(1, max(height, width) // STATS_SIDE)
-        self._bounds = _stretch_bounds(self._array[::step, ::step])
 
     def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         if self._array is not None:
@@ -150,7 +130,7 @@ class RasterReader:
             from rasterio.windows import Window
 
             raw = self._src.read(self._indexes, window=Window(col, row, width, height)).transpose(1, 2, 0)
-        return scale(raw, self._bounds)
+        return scale_to_unit(raw, self._top)
 
     def close(self) -> None:
         if self._src is not None:

@@ -13,7 +13,8 @@ are thresholded and written out after each strip. Peak memory thus grows with th
 never with its area.
 
 A tile whose size differs from `model.image_size` is resized to it (the model's own interpolation)
-and the logits resized back; the default tile is `model.image_size`, which needs no resizing. A scene
+and the logits resized back. The default tile is the scale the model was trained at (`model.tile`: the
+native pixels of its training crops), else `model.image_size`, which needs no resizing. A scene
 smaller than a tile is padded by edge replication.
 """
 
@@ -83,12 +84,14 @@ class DetectStats:
 class TiledPredictor:
     """Blended probabilities (K, H, W) of a model over a scene, strip by strip (module docstring).
 
-    `model` needs `image_size` and `mask_logits(images (B, 2, 3, S, S)) -> (B, K, S, S)`."""
+    `model` needs `image_size` and `mask_logits(images (B, 2, 3, S, S), instructions) -> (B, K, S, S)`;
+    `prompt` is every tile's instruction for a text-guided mask head (None: the head's own default)."""
 
-    def __init__(self, model, *, tile: int | None = None, overlap: int | None = None, batch: int = 8) -> None:
-        self.model = model
+    def __init__(self, model, *, tile: int | None = None, overlap: int | None = None, batch: int = 8,
+                 prompt: str | None = None) -> None:
+        self.model, self.prompt = model, prompt
         self.size = int(model.image_size)
-        self.tile = tile or self.size
+        self.tile = tile or int(getattr(model, "tile", self.size))
         if overlap is None:  # 32 px, but no more than a quarter of a small tile
             overlap = min(DEFAULT_OVERLAP, self.tile // 4)
         if not 0 <= overlap < self.tile:
@@ -109,7 +112,10 @@ class TiledPredictor:
             flat = F.interpolate(tiles.flatten(0, 1), size=(self.size, self.size), mode=self.mode, **kwargs)
             images = flat.clamp(0, 1).unflatten(0, (n, 2))  # bicubic may overshoot
         with torch.no_grad():
-            logits = self.model.mask_logits(images).float()
+            if self.prompt is None:
+                logits = self.model.mask_logits(images).float()
+            else:
+                logits = self.model.mask_logits(images, [self.prompt] * n).float()
         if t != self.size:
             logits = F.interpolate(logits, size=(t, t), mode="bilinear", align_corners=False)
         return mask_probabilities(logits)
@@ -127,7 +133,7 @@ class TiledPredictor:
         for i, r in enumerate(rows):
             h = min(t, height - r)
             pair = [torch.from_numpy(_pad(src.read(r, 0, h, width), t)).permute(2, 0, 1) for src in (before, after)]
-            strip = torch.stack(pair)  # (2, 3, t, padded_w)
+            strip = torch.stack(pair)  # (2, C, t, padded_w)
             for j in range(0, len(cols), self.batch):
                 starts = cols[j : j + self.batch]
                 tiles = torch.stack([strip[..., c : c + t] for c in starts])
@@ -173,13 +179,15 @@ def detect(
     overlap: int | None = None,
     batch: int = 8,
     threshold: float = 0.5,
+    prompt: str | None = None,
     progress: bool = True,
 ) -> DetectStats:
     """Write the change mask of `before` -> `after` to `out` (see the module docstring) and return the
     changed-area statistics. The two inputs must share size, CRS and geotransform; the output keeps
-    the before image's."""
-    predictor = TiledPredictor(model, tile=tile, overlap=overlap, batch=batch)
-    with RasterReader(before) as a, RasterReader(after) as b:
+    the before image's. `prompt`: what a text-guided mask head looks for."""
+    predictor = TiledPredictor(model, tile=tile, overlap=overlap, batch=batch, prompt=prompt)
+    channels = int(getattr(model, "in_chans", 3))  # a multispectral model reads every band of the scene
+    with RasterReader(before, channels=channels) as a, RasterReader(after, channels=channels) as b:
         check_same_grid(a.info, b.info)
         info: RasterInfo = a.info
         tiles = predictor.tile_count(info.width, info.height)

@@ -1,8 +1,10 @@
+from collections.abc import Sequence
 from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
 from rsforge.core.configs import HeadConfig
+from rsforge.core.sample import META_CANDIDATES, META_LABEL, Sample
 
 
 class MaskLossConfig(HeadConfig):
@@ -65,8 +67,12 @@ class TokenMaskHeadConfig(MaskLossConfig):
 
 
 class ClassifierHeadConfig(HeadConfig):
+    """`classes`: the class names in id order, filled from the training samples (`prepare_samples`) and
+    saved with the model, so a class id means the same name in training, evaluation and serving."""
+
     in_dim: int | None = Field(None, ge=1, description="token width (filled by the assembler from what it pools)")
     num_classes: int = Field(ge=2)
+    classes: list[str] | None = Field(None, description="class names by id; none: taken from the training data")
     hidden: int | None = Field(None, ge=1, description="one hidden layer (GELU) before the classifier; none: linear")
     bridged: bool = Field(False, description="pool the bridged tokens instead of the encoder's")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -79,4 +85,29 @@ class ClassifierHeadConfig(HeadConfig):
     def _check_weights(self) -> Self:
         if self.class_weights is not None and len(self.class_weights) != self.num_classes:
             raise ValueError(f"class_weights has {len(self.class_weights)} entries for num_classes={self.num_classes}")
+        if self.classes is not None and len(self.classes) != self.num_classes:
+            raise ValueError(f"classes names {len(self.classes)} classes for num_classes={self.num_classes}")
         return self
+
+    def prepare_samples(self, samples: Sequence[Sample]) -> Self:
+        """The class list of the labelled training samples (`meta["label"]` indexes their `candidates`).
+        All of them must share one list, since a label is an index into it, and it must have
+        `num_classes` names (and be `classes`, where the recipe gives them)."""
+        lists: dict[tuple[str, ...], str] = {}  # class list -> the first sample that has it
+        for sample in samples:
+            if META_LABEL in sample.meta:
+                lists.setdefault(tuple(sample.meta.get(META_CANDIDATES) or ()), sample.id)
+        if not lists:
+            return self
+        if len(lists) > 1:
+            shown = "; ".join(f"{len(names)} classes in sample {sid}" for names, sid in lists.items())
+            raise ValueError(f"the training samples carry different class lists ({shown}); one {self.name} head "
+                             "needs one list, since a label is an index into it")
+        found = list(next(iter(lists)))
+        if len(found) != self.num_classes:
+            raise ValueError(f"num_classes is {self.num_classes} but the training data has {len(found)} classes "
+                             f"({', '.join(found)})")
+        if self.classes is not None and self.classes != found:
+            raise ValueError(f"classes {self.classes} differ from the training data's classes {found} (order "
+                             "included: a label is an index)")
+        return self.model_copy(update={"classes": found})

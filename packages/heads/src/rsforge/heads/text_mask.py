@@ -84,6 +84,8 @@ class HashedWordEmbedding(nn.Module):
 
 
 class TextMaskHead(DifferenceNeck):
+    reads_instruction = True
+
     def __init__(self, config: TextMaskHeadConfig) -> None:
         super().__init__()
         self.config = config

@@ -33,7 +33,9 @@ class MeteorConfig(RewardConfig):
 
 
 class LengthConfig(RewardConfig):
-    """The caption's number of tokens; no options."""
+    mode: Literal["tokens", "negative_bytes"] = Field(
+        "tokens", description="`tokens`: the caption's number of tokens (the seed README); `negative_bytes`: minus "
+                              "its UTF-8 byte length (the seed's public code, `length_penalization`)")
 
 
 class LengthTargetConfig(RewardConfig):

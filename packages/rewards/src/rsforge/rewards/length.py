@@ -14,15 +14,16 @@ from rsforge.rewards.configs import LengthConfig, LengthTargetConfig
 
 
 class TokenCount(Reward):
-    """The seed's `length` signal: the number of tokens of the generated caption, maximised (README,
-    "length: opposite of the number of tokens in the generated caption", negated there because it
-    minimises a loss; the reward here is the count itself, and SCST maximises rewards). Tokens are the
-    whitespace-separated words of the PTB-normalised caption. The seed scales it only through its
-    running min-max normalisation, which the trainer's reward set applies.
+    """The seed's `length` signal. `mode: tokens` (the default) follows the README: the number of tokens
+    of the generated caption, maximised ("length: opposite of the number of tokens in the generated
+    caption", negated there because it minimises a loss; the reward here is the count itself, and SCST
+    maximises rewards). Tokens are the whitespace-separated words of the PTB-normalised caption.
 
-    Differences from the seed's public code (`rewards.py`, `length_penalization`): it returns minus the
-    caption's UTF-8 byte length, which under its own policy loss shortens captions, the opposite of the
-    README's stated aim of longer ones; this reward follows the README."""
+    `mode: negative_bytes` follows the seed's public code instead (`rewards.py`, `length_penalization`):
+    minus the caption's UTF-8 byte length, which under the code's policy loss shortens captions, the
+    opposite of the README's stated aim of longer ones. Here the bytes are those of the PTB-normalised
+    caption, as every reward reads it. The seed scales either only through its running min-max
+    normalisation, which the trainer's reward set applies."""
 
     def __init__(self, config: LengthConfig) -> None:
         self.config = config
@@ -30,6 +31,8 @@ class TokenCount(Reward):
     def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]],
                  extras: dict[str, Any] | None = None) -> torch.Tensor:
         check_batch("length", candidates, references)
+        if self.config.mode == "negative_bytes":
+            return as_scores([-float(len(c.encode("utf-8"))) for c in candidates])
         return as_scores([float(len(c.split())) for c in candidates])
 
 

@@ -4,7 +4,7 @@ reference captions, over rolling windows of tokens."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,10 +82,12 @@ class EmbeddingNKL(Reward):
     reward's choice (a full covariance needs more tokens than dimensions). Its public code (`rewards.py`,
     `kl_divergence`) holds an older word-frequency variant, returned as one value for the whole batch.
 
-    State: the windows and fits persist across calls (every call, evaluation included, feeds them), per
-    process; `state_dict()` / `load_state_dict()` carry them through a checkpoint (two windows of
-    `window` x hidden-size floats). The model loads on first use (and again in a pickled copy);
-    `close()` releases it."""
+    State: the windows and fits persist across calls. A plain call feeds them with its own tokens (this
+    process only). `score_shared` is the trainer's path (`RewardSet`): it feeds them with every worker's
+    tokens of the step, gathered by the `share` it is given, so all workers hold the same windows and
+    fits and score alike; with no `share` (evaluation) it scores without feeding them. `state_dict()` /
+    `load_state_dict()` carry them through a checkpoint (two windows of `window` x hidden-size floats).
+    The model loads on first use (and again in a pickled copy); `close()` releases it."""
 
     def __init__(self, config: NKLConfig) -> None:
         self.config = config
@@ -102,17 +104,29 @@ class EmbeddingNKL(Reward):
 
     def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]],
                  extras: dict[str, Any] | None = None) -> torch.Tensor:
-        check_batch("nkl", candidates, references)
         if not candidates:
+            check_batch("nkl", candidates, references)
             return as_scores([])
+        return self.score_shared(candidates, references, share=_own)
+
+    def score_shared(self, candidates: Sequence[str], references: Sequence[Sequence[str]],
+                     share: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+        """Feed the windows, refit when due, then score. `share` maps this process's new token embeddings
+        (n, D) to the rows every process adds: in a multi-worker run, all workers' rows in rank order (a
+        collective call, which every worker makes even with no token). None: leave windows and fits as
+        they are."""
+        check_batch("nkl", candidates, references)
         generated = self.embed(list(candidates))
-        distinct = dict.fromkeys(tuple(refs) for refs in references)
-        self.generated.push(torch.cat(generated))
-        self.reference.push(torch.cat(self.embed([r for refs in distinct for r in refs])))
-        self.since_fit += sum(len(e) for e in generated)
-        if (self.fits is None or self.since_fit >= self.config.refresh) and len(self.generated) and len(self.reference):
-            self.fits = (DiagonalGaussian.fit(self.generated.rows), DiagonalGaussian.fit(self.reference.rows))
-            self.since_fit = 0
+        if share is not None:
+            distinct = dict.fromkeys(tuple(refs) for refs in references)
+            new_generated = share(self._rows(generated))
+            self.generated.push(new_generated)
+            self.reference.push(share(self._rows(self.embed([r for refs in distinct for r in refs]))))
+            self.since_fit += len(new_generated)
+            due = self.fits is None or self.since_fit >= self.config.refresh
+            if due and len(self.generated) and len(self.reference):
+                self.fits = (DiagonalGaussian.fit(self.generated.rows), DiagonalGaussian.fit(self.reference.rows))
+                self.since_fit = 0
         if self.fits is None:
             return as_scores([0.0] * len(candidates))
         p, q = self.fits
@@ -139,6 +153,10 @@ class EmbeddingNKL(Reward):
             for j, i in enumerate(rows):
                 out[i] = hidden[j][keep[j]]
         return out
+
+    def _rows(self, embedded: list[torch.Tensor]) -> torch.Tensor:
+        """The texts' token embeddings stacked (n, D); (0, D) for no text."""
+        return torch.cat(embedded) if embedded else torch.empty(0, self._load()[1].config.hidden_size)
 
     def _load(self) -> tuple[Any, torch.nn.Module]:
         if self._encoder is None:
@@ -171,6 +189,11 @@ class EmbeddingNKL(Reward):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_encoder": None}  # a copy loads its own model
+
+
+def _own(rows: torch.Tensor) -> torch.Tensor:
+    """A single process's share: its own rows."""
+    return rows
 
 
 def _random_model(config: dict[str, Any], vocab: list[str]) -> tuple[PreTrainedTokenizerFast, torch.nn.Module]:

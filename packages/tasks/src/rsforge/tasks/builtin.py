@@ -9,7 +9,7 @@ from typing import Any
 
 from rsforge.core.configs import TaskConfig
 from rsforge.core.sample import Sample
-from rsforge.datasets.prompts import GRID_CELLS
+from rsforge.datasets.prompts import COORDINATES, GRID_CELLS, META_COORDINATES, META_IMAGE_SIZE
 from rsforge.tasks import parsers as p
 from rsforge.tasks.metrics import answers as am
 from rsforge.tasks.metrics import boxes as bm
@@ -97,11 +97,34 @@ def _qa_metric(name: str) -> Callable[[list, list, Sequence[Sample]], dict[str, 
     return metric
 
 
+def _answer_scale(sample: Sample, size: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The (width, height) a 0-1000 answer is scaled by, or None for pixel answers. A sample whose
+    reader recorded `meta["coordinates"]` is read in those units, whatever the evaluation's
+    `normalized_coords` flag (`size`) says: a model trained on the data answers as the data does."""
+    coordinates = sample.meta.get(META_COORDINATES)
+    if coordinates is None:
+        return size
+    if coordinates == "pixels":
+        return None
+    if coordinates != "norm1000":
+        raise ValueError(f"sample {sample.id} ({sample.task}): meta['{META_COORDINATES}'] is {coordinates!r}, "
+                         f"not one of {', '.join(COORDINATES)}")
+    recorded = sample.meta.get(META_IMAGE_SIZE)
+    if recorded is not None:
+        return float(recorded[0]), float(recorded[1])
+    if size is not None:
+        return size
+    from PIL import Image  # only for samples whose reader did not record the size
+
+    with Image.open(sample.images[0]) as image:
+        return float(image.width), float(image.height)
+
+
 def _box_reference(sample: Sample) -> list[tuple[float, ...]]:
     boxes = [tuple(float(v) for v in b) for b in (sample.boxes or []) if len(b) == 4]
     if boxes:
         return boxes
-    box = p.parse_box(reference_answer(sample))
+    box = p.parse_box(reference_answer(sample), normalized=_answer_scale(sample, None))
     if box is None:
         raise bad_reference(sample, "a box [x1, y1, x2, y2] (and the sample has no 4-number boxes)")
     return [box]
@@ -112,7 +135,7 @@ def _polygon_reference(sample: Sample) -> list[p.Polygon]:
                 if len(b) == 8]  # fmt: skip
     if polygons:
         return polygons
-    parsed = p.parse_polygons(reference_answer(sample))
+    parsed = p.parse_polygons(reference_answer(sample), normalized=_answer_scale(sample, None))
     if parsed is None:
         raise bad_reference(sample, "8-number polygons (and the sample has no 8-number boxes)")
     return parsed
@@ -152,11 +175,12 @@ TASKS: dict[str, Task] = {
              lambda a, refs: a in refs, _qa_metric("vqa")),
         Task("change_qa", _qa_reference, _ignore_context(lambda t: p.normalize_answer(t) or None),
              lambda a, refs: a in refs, _qa_metric("change_qa")),
-        Task("grounding", _box_reference, lambda t, _s, size: p.parse_box(t, normalized=size),
+        Task("grounding", _box_reference, lambda t, s, size: p.parse_box(t, normalized=_answer_scale(s, size)),
              lambda a, refs: max(bm.box_iou(a, r) for r in refs) >= 0.5,
              lambda preds, refs, _s: {"grounding": bm.grounding_metrics(preds, refs)},
              to_json=list, uses_coordinates=True),
-        Task("oriented_grounding", _polygon_reference, lambda t, _s, size: p.parse_polygons(t, normalized=size),
+        Task("oriented_grounding", _polygon_reference,
+             lambda t, s, size: p.parse_polygons(t, normalized=_answer_scale(s, size)),
              _polygons_correct,
              lambda preds, refs, _s: {"oriented_grounding": bm.polygon_detection_metrics(preds, refs)},
              to_json=lambda polygons: [[c for point in poly for c in point] for poly in polygons],

@@ -1,9 +1,11 @@
 """Evaluate a model on a split: captions through pycocoevalcap, masks through an accumulated confusion
-(`evaluate`, used by training runs), and any task with its own parser and metric (`evaluate_task`,
-behind `rsforge eval`).
+at the data's native resolution (`evaluate`, used by training runs), any task with its own parser and
+metric (`evaluate_task`), and masks alone (`evaluate_mask_task`; both behind `rsforge eval`).
 
-Also scores the trivial baseline (the most frequent training answer for every sample, an all-zero
-mask) with the same code, so a report can show both side by side.
+Also scores the trivial baselines with the same code (the most frequent training answer for every
+sample; the all-zero and the all-changed mask), so a report can show them side by side. Only the rows
+that both the data and the model have are reported: no caption rows for a model without a decoder or
+data without references, no mask rows for a model without a mask head or data without masks.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from rsforge.core.interfaces import GenerationOptions
 from rsforge.core.plugins import PluginManager
 from rsforge.core.sample import Sample
 from rsforge.datasets.torch_dataset import SampleDataset, collate
+from rsforge.tasks.class_eval import ClassifierAccuracy, majority_label_accuracy
+from rsforge.tasks.mask_eval import evaluate_masks, mask_baselines, mask_samples
 from rsforge.tasks.metrics.captions import caption_metrics, caption_metrics_by_group
 from rsforge.tasks.metrics.masks import MaskConfusion
 from rsforge.tasks.task import get_task, with_prompt_overrides
+
+MOST_FREQUENT = "most frequent answer"
 
 
 @dataclass
@@ -39,9 +45,10 @@ def _groups(samples: list[Sample]) -> dict[str, str]:
     return {s.id: "changed" if s.changed else "unchanged" for s in samples if s.changed is not None}
 
 
-def _score(samples: list[Sample], answers: dict[str, str], confusion: MaskConfusion | None) -> dict:
+def _score(samples: list[Sample], answers: dict[str, str] | None, confusion: MaskConfusion | None) -> dict:
+    """Caption metrics where there are answers and references; mask metrics where pixels were counted."""
     metrics: dict[str, dict[str, float]] = {}
-    with_refs = [s for s in samples if s.references]
+    with_refs = [s for s in samples if s.references] if answers is not None else []
     if with_refs:
         refs = {s.id: s.references for s in with_refs}
         preds = {s.id: answers[s.id] for s in with_refs}
@@ -51,36 +58,52 @@ def _score(samples: list[Sample], answers: dict[str, str], confusion: MaskConfus
         else:
             by_group = {"all": caption_metrics(preds, refs)}
         metrics.update({f"captions/{g}": v for g, v in by_group.items()})
-    if confusion is not None:
+    if confusion is not None and confusion.tp + confusion.fp + confusion.fn + confusion.tn:
         metrics["mask"] = confusion.compute()
     return metrics
 
 
+def _native(model) -> bool:
+    return bool(model.mask_heads) and model.recipe.eval.mask_resolution == "native"
+
+
+def _native_masks(model, samples: list[Sample], progress: bool) -> tuple[MaskConfusion, dict[str, int]]:
+    cfg = model.recipe.eval
+    pairs = mask_samples(samples)
+    confusion, changed = evaluate_masks(model, pairs, tile=cfg.tile, overlap=cfg.overlap, progress=progress)
+    return confusion, {s.id: n for s, n in zip(pairs, changed, strict=True)}
+
+
 @torch.no_grad()
 def _generate(
-    model, samples: list[Sample], *, batch_size: int, max_new_tokens: int, progress: bool, desc: str
+    model, samples: list[Sample], *, batch_size: int, max_new_tokens: int, progress: bool, desc: str,
+    texts: bool = True,
 ) -> Iterator[tuple[Batch, list[str], torch.Tensor | None]]:
-    """(batch, generated texts, predicted masks or None) per batch; masks where the model has a head
-    and the batch has target masks."""
+    """(batch, generated texts, predicted masks or None) per batch; masks where the model has a head,
+    the batch has target masks and they are scored at the model's input size."""
     model.eval()
-    dataset = SampleDataset(samples, model.image_size, model.interpolation)
+    dataset = SampleDataset(samples, model.image_size, model.interpolation, channels=model.in_chans)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     # disable=None: no bar when the output is not a terminal (a log file would get one \r-joined line)
     with tqdm(total=len(samples), desc=desc, unit="sample", disable=None if progress else True) as bar:
         for batch in loader:
-            texts = (model.generate(batch.images, batch.prompts, max_new_tokens=max_new_tokens).texts
-                     if model.decoder is not None else [""] * len(batch))
+            answers = (model.generate(batch.images, batch.prompts, max_new_tokens=max_new_tokens).texts
+                       if texts and model.decoder is not None else [""] * len(batch))
             masks = None
-            if model.mask_heads and batch.masks is not None:
+            if model.mask_heads and batch.masks is not None and not _native(model):
                 masks = model.predict_mask(batch.images[:, 0], batch.images[:, 1], instructions=batch.instructions)
-            yield batch, texts, masks
+            yield batch, answers, masks
             bar.update(len(batch))
 
 
 def _update_confusion(confusion: MaskConfusion | None, batch: Batch, masks: torch.Tensor | None) -> None:
     if confusion is not None and masks is not None:
         valid = batch.mask_valid
-        confusion.update(masks[valid], batch.masks[valid] > 0.5)
+        if batch.masks.dtype == torch.int64:  # K-class masks: class ids, scored with their class table's names
+            table = next(meta["mask_classes"] for meta, v in zip(batch.meta, valid.tolist(), strict=True) if v)
+            confusion.update_classes(masks[valid], batch.masks[valid], [c["name"] for c in table])
+        else:
+            confusion.update(masks[valid], batch.masks[valid] > 0.5)
 
 
 def evaluate(
@@ -89,18 +112,30 @@ def evaluate(
 ) -> Evaluation:
     answers: dict[str, str] = {}
     predictions: list[dict] = []
+    changed: dict[str, int] = {}
     confusion = MaskConfusion() if model.mask_heads else None
+    accuracy = ClassifierAccuracy(model)
+    if _native(model):
+        confusion, changed = _native_masks(model, samples, progress)
+        if model.decoder is None and not accuracy.wanted:  # nothing left to predict: no need to read every pair again
+            predictions = [{"id": s.id, "prediction": "", "references": list(s.references),
+                            **({"changed_pixels": changed[s.id]} if s.id in changed else {})} for s in samples]
+            return Evaluation(_score(samples, None, confusion), predictions)
     batches = _generate(model, samples, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress,
                         desc="evaluate")
     for batch, texts, masks in batches:
         _update_confusion(confusion, batch, masks)
+        accuracy.update(batch)
         for i, sample_id in enumerate(batch.ids):
             answers[sample_id] = texts[i]
             row = {"id": sample_id, "prediction": texts[i], "references": batch.references[i]}
             if masks is not None:
-                row["changed_pixels"] = int(masks[i].sum())
+                changed[sample_id] = int(masks[i].sum())
+            if sample_id in changed:
+                row["changed_pixels"] = changed[sample_id]
             predictions.append(row)
-    return Evaluation(_score(samples, answers, confusion), predictions)
+    metrics = _score(samples, answers if model.decoder is not None else None, confusion)
+    return Evaluation({**metrics, **accuracy.metrics()}, predictions)
 
 
 def evaluate_task(
@@ -141,27 +176,48 @@ def evaluate_task(
     asked = [with_prompt_overrides(s, overrides) for s in samples]
 
     texts: list[str] = []
-    changed_pixels: list[int | None] = []
+    changed: dict[str, int] = {}
     confusion = MaskConfusion() if model.mask_heads else None
+    if _native(model):
+        confusion, changed = _native_masks(model, asked, progress)
     batches = _generate(model, asked, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress,
                         desc=f"eval {task}")
     for batch, batch_texts, masks in batches:
         _update_confusion(confusion, batch, masks)
         texts += batch_texts
-        changed_pixels += [int(m.sum()) for m in masks] if masks is not None else [None] * len(batch_texts)
+        if masks is not None:
+            changed.update({i: int(m.sum()) for i, m in zip(batch.ids, masks, strict=True)})
     scored = spec.score(asked, texts, normalized_coords=normalized_coords)
-    metrics = dict(scored.metrics)
-    if confusion is not None and confusion.tp + confusion.fp + confusion.fn + confusion.tn:
-        metrics["mask"] = confusion.compute()
+    metrics = {**scored.metrics, **_score(asked, None, confusion)}
     predictions = []
     for i, sample in enumerate(asked):
         row = {"id": sample.id, "prompt": sample.prompt[-1].text, "prediction": texts[i],
                "references": list(sample.references) or ([sample.answer] if sample.answer else []),
                "parsed": scored.parsed[i], "correct": scored.correct[i]}  # fmt: skip
-        if changed_pixels[i] is not None:
-            row["changed_pixels"] = changed_pixels[i]
+        if sample.id in changed:
+            row["changed_pixels"] = changed[sample.id]
         predictions.append(row)
     return Evaluation(metrics, predictions)
+
+
+def evaluate_mask_task(model, samples: list[Sample], *, batch_size: int = 16, progress: bool = True) -> Evaluation:
+    """Score the model's change masks alone (`rsforge eval --task change_mask`): the samples with a mask,
+    at the recipe's `eval.mask_resolution`."""
+    if not model.mask_heads:
+        raise ValueError(f"model '{model.recipe.name}' has no mask head, so it cannot be scored on change masks")
+    pairs = mask_samples(samples)
+    if not pairs:
+        raise ValueError("no before/after pairs with a change mask to score")
+    if _native(model):
+        confusion, changed = _native_masks(model, pairs, progress)
+    else:
+        confusion, changed = MaskConfusion(), {}
+        for batch, _texts, masks in _generate(model, pairs, batch_size=batch_size, max_new_tokens=1,
+                                              progress=progress, desc="eval change_mask", texts=False):
+            _update_confusion(confusion, batch, masks)
+            changed.update({i: int(m.sum()) for i, m in zip(batch.ids, masks, strict=True)})
+    predictions = [{"id": s.id, "mask": s.mask, "changed_pixels": changed[s.id]} for s in pairs]
+    return Evaluation(_score(pairs, None, confusion), predictions)
 
 
 def load_eval_samples(
@@ -217,22 +273,25 @@ def write_evaluation(out_dir: str | Path, evaluation: Evaluation, info: Mapping[
     return out
 
 
-def most_frequent_answer(samples: list[Sample]) -> str:
+def most_frequent_answer(samples: list[Sample]) -> str | None:
     counts = Counter(s.answer for s in samples if s.answer)
-    if not counts:
-        raise ValueError("no training answers to take the most frequent one from")
-    return counts.most_common(1)[0][0]
+    return counts.most_common(1)[0][0] if counts else None
 
 
-def evaluate_baseline(train: list[Sample], samples: list[Sample], *, image_size: int, masks: bool) -> Evaluation:
-    """The trivial model: the most frequent training answer everywhere, and no change anywhere."""
-    answer = most_frequent_answer(train)
-    confusion = None
-    if masks:
-        confusion = MaskConfusion()
-        loader = DataLoader(SampleDataset(samples, image_size), batch_size=64, collate_fn=collate)
-        for batch in loader:
-            if batch.masks is not None:
-                target = batch.masks[batch.mask_valid] > 0.5
-                confusion.update(torch.zeros_like(target), target)
-    return Evaluation(_score(samples, {s.id: answer for s in samples}, confusion))
+def evaluate_baselines(model, train: list[Sample], samples: list[Sample]) -> dict[str, dict]:
+    """The trivial predictors, by name, scored on what the model is scored on: the most frequent training
+    answer everywhere (a model with a decoder; the most frequent training label for a classification
+    head), the all-zero and the all-changed mask (a model with a mask head, at its `eval.mask_resolution`)."""
+    baselines: dict[str, dict] = {}
+    answer = most_frequent_answer(train) if model.decoder is not None else None
+    if answer is not None:
+        scored = _score(samples, {s.id: answer for s in samples}, None)
+        if scored:
+            baselines[MOST_FREQUENT] = scored
+    majority = majority_label_accuracy(model, train, samples)
+    if majority:
+        baselines.setdefault(MOST_FREQUENT, {}).update(majority)
+    if model.mask_heads:
+        baselines.update(mask_baselines(samples, resolution=model.recipe.eval.mask_resolution,
+                                        image_size=model.image_size))
+    return baselines

@@ -36,16 +36,22 @@ def normalize_text(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------ yes/no
 _YES, _NO = {"yes", "y", "true"}, {"no", "n", "false"}
+# The no-change sentences of LEVIR-CC captions, which DeltaVLM reads as a "no" (scripts/test-cls.ipynb).
+_NO_CHANGE_SENTENCES = {"there is no difference", "the two scenes seem identical", "the scene is the same as before",
+                        "no change has occurred", "almost nothing has changed"}  # fmt: skip
 
 
 def parse_yes_no(text: str) -> bool | None:
     """"yes" -> True, "no" -> False: the first word decides ("Yes, a road was built."); failing that,
-    a single "yes" or "no" anywhere. Anything else (both, neither) is malformed."""
+    a single "yes" or "no" anywhere, or one of LEVIR-CC's no-change sentences ("the two scenes seem
+    identical" -> False), as DeltaVLM scores a caption. Anything else (both, neither) is malformed."""
     words = normalize_text(text).split()
     if not words:
         return None
     if words[0] in _YES | _NO:
         return words[0] in _YES
+    if " ".join(words) in _NO_CHANGE_SENTENCES:
+        return False
     found = {w in _YES for w in words if w in {"yes", "no"}}
     return found.pop() if len(found) == 1 else None
 
@@ -73,10 +79,35 @@ def _count_value(word: str) -> int | None:
     return NUMBER_WORDS.get(word)
 
 
+def _is_class(word: str | None) -> bool:
+    return word is not None and word.isalpha() and word not in _NOT_CLASSES and _count_value(word) is None
+
+
+def _skip_adjectives(words: list[str], j: int) -> int:
+    while j < len(words) and words[j] in _ADJECTIVES:
+        j += 1
+    return j
+
+
+def _more_classes(words: list[str], j: int) -> tuple[list[str], int]:
+    """The classes joined on by "or"/"and" from `words[j]` ("... or buildings"): a "no" covers them all, as
+    in DeltaVLM's "no new roads or buildings"; their singular names and the index after them."""
+    names = []
+    while j < len(words) and words[j] in {"or", "and", "nor"}:
+        k = _skip_adjectives(words, j + 1)
+        if k >= len(words) or not _is_class(words[k]):
+            break
+        names.append(_singular(words[k]))
+        j = k + 1
+    return names, j
+
+
 def parse_counts(text: str) -> Counts | None:
     """Counts, per class where named: "3 new buildings and 1 new road" -> total 4, {building: 3,
     road: 1}; "2", "two" -> total 2 (no class); "no change" / "none" -> total 0. Class names are
-    singular, lower case. "a"/"an" count as 1 only before a class name ("a new road")."""
+    singular, lower case. "a"/"an" count as 1 only before a class name ("a new road"). A "no" covers
+    every class it lists, DeltaVLM's zero answers: "no new roads or buildings", "there are no changes in
+    roads or buildings", "No roads has changed, and no buildings has changed." -> {road: 0, building: 0}."""
     words = _WORD.findall(text.lower().replace("_", " "))
     per_class: dict[str, int] = {}
     unnamed: list[int] = []
@@ -86,14 +117,19 @@ def parse_counts(text: str) -> Counts | None:
         if value is None:
             i += 1
             continue
-        j = i + 1
-        while j < len(words) and words[j] in _ADJECTIVES:
-            j += 1
+        j = _skip_adjectives(words, i + 1)
         noun = words[j] if j < len(words) else None
-        if noun is not None and noun.isalpha() and noun not in _NOT_CLASSES and _count_value(noun) is None:
-            name = _singular(noun)
-            per_class[name] = per_class.get(name, 0) + value
-            i = j + 1
+        if words[i] == "no" and noun in {"change", "changes"} and j + 1 < len(words) and words[j + 1] in {"in", "to"}:
+            j = _skip_adjectives(words, j + 2)  # "no changes in roads": the classes follow
+            noun = words[j] if j < len(words) and _is_class(words[j]) else noun
+        if _is_class(noun):
+            names, end = [_singular(noun)], j + 1
+            if value == 0:
+                more, end = _more_classes(words, end)
+                names += more
+            for name in names:
+                per_class[name] = per_class.get(name, 0) + value
+            i = end
         else:
             if words[i] not in {"a", "an", "no"}:  # an article or "no" without a class name is not a count
                 unnamed.append(value)
@@ -110,11 +146,17 @@ def parse_counts(text: str) -> Counts | None:
 
 
 # ------------------------------------------------------------------------------------------- grid
-_CELL_ALIASES = {"centre": "center", "middle": "center", "top-center": "top", "bottom-center": "bottom",
-                 "center-left": "left", "center-right": "right", "middle-left": "left", "middle-right": "right",
-                 "top-middle": "top", "bottom-middle": "bottom", "upper-left": "top-left",
-                 "upper-right": "top-right", "lower-left": "bottom-left", "lower-right": "bottom-right"}  # fmt: skip
-_GROUP = re.compile(r"^\s*([a-z][a-z _-]*?)\s*:?\s*\[([^\[\]]*)\]\s*$")
+# DeltaVLM names the 9 cells row-column ("top-center", "center-center": scripts/test-loc.ipynb); rsforge's
+# `GRID_CELLS` drop the "center" of the middle row and column.
+_DELTAVLM_CELLS = {"top": "top-center", "left": "center-left", "center": "center-center", "right": "center-right",
+                   "bottom": "bottom-center"}  # fmt: skip
+_CELL_ALIASES = {v: k for k, v in _DELTAVLM_CELLS.items()} | {
+    "centre": "center", "middle": "center", "middle-center": "center", "middle-middle": "center",
+    "middle-left": "left", "middle-right": "right", "top-middle": "top", "bottom-middle": "bottom",
+    "upper-left": "top-left", "upper-right": "top-right", "lower-left": "bottom-left", "lower-right": "bottom-right",
+}  # fmt: skip
+_GROUP = re.compile(r"([a-z][a-z _-]*?)\s*:?\s*\[([^\[\]]*)\]")
+_BETWEEN_GROUPS = re.compile(r"[\s;]*")
 _NO_CHANGE = {"no change", "no changes", "none", "nothing", "nothing changed", "no change detected"}
 
 
@@ -125,19 +167,21 @@ def _cell(item: str) -> str | None:
 
 
 def parse_grid(text: str) -> dict[str, frozenset[str]] | None:
-    """DeltaVLM grid: "buildings ['top-left', 'center']; roads ['left']" -> {category: cells}; "no
-    change" -> {}. Cells must be names of `GRID_CELLS` (a few spellings like "top left", "centre"
-    are accepted); an unknown cell or a group without brackets is malformed."""
-    clean = text.strip().rstrip(".").strip()
+    """A 3x3-grid answer -> {category: cells}, cells named as in `GRID_CELLS`. Reads DeltaVLM's answers,
+    every category it asks about followed by its cells, none for no change: "roads ['top-center']
+    buildings ['center-center']", "roads [] buildings []"; the synthetic generator's "; "-joined groups
+    ("buildings ['top-left', 'center']; roads ['left']"); and "no change" -> {}. A few spellings like
+    "top left", "centre" are accepted; an unknown cell, a group without brackets or other words between
+    the groups is malformed."""
+    clean = text.strip().rstrip(".").strip().lower()
     if normalize_text(clean) in _NO_CHANGE:
         return {}
     groups: dict[str, set[str]] = {}
-    for part in clean.split(";"):
-        if not part.strip():
-            continue
-        match = _GROUP.match(part.lower())
-        if match is None:
+    end = 0
+    for match in _GROUP.finditer(clean):
+        if not _BETWEEN_GROUPS.fullmatch(clean, end, match.start()):
             return None
+        end = match.end()
         category = " ".join(match.group(1).replace("_", " ").split())
         cells = set()
         for item in match.group(2).split(","):
@@ -148,13 +192,24 @@ def parse_grid(text: str) -> dict[str, frozenset[str]] | None:
                 return None
             cells.add(cell)
         groups.setdefault(category, set()).update(cells)
-    if not groups:
+    if not groups or not _BETWEEN_GROUPS.fullmatch(clean, end):
         return None
     return {name: frozenset(cells) for name, cells in groups.items()}
 
 
-def format_grid(groups: dict[str, frozenset[str] | set[str]]) -> str:
-    """The inverse of `parse_grid`, cells in grid order (the synthetic generator's format)."""
+def format_grid(groups: dict[str, frozenset[str] | set[str]], *, style: str = "synth") -> str:
+    """The inverse of `parse_grid`, cells in grid order. `style="synth"` (the synthetic generator's):
+    changed categories joined by "; ", "no change" when none; `style="deltavlm"`, for data in DeltaVLM's
+    format: every category given, in the order given, also those without changes ("roads [] buildings
+    ['center-center']"), so pass all the categories the question asks about."""
+    if style == "deltavlm":
+        if not groups:
+            raise ValueError("format_grid(style='deltavlm'): DeltaVLM names every category it asks about; "
+                             "give them (with empty cell sets where nothing changed)")
+        return " ".join(f"{name} {[_DELTAVLM_CELLS.get(c, c) for c in GRID_CELLS if c in cells]}"
+                        for name, cells in groups.items())  # fmt: skip
+    if style != "synth":
+        raise ValueError(f"format_grid: unknown style {style!r}; known styles: synth, deltavlm")
     parts = [f"{name} {[c for c in GRID_CELLS if c in cells]}" for name, cells in groups.items() if cells]
     return "; ".join(parts) or "no change"
 

@@ -14,17 +14,19 @@ groups), `expression` / `question` (prompt fields).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rsforge.core.plugins import PluginManager
-from rsforge.core.sample import Sample, Turn
-from rsforge.datasets.prompts import prompt_for
+from rsforge.core.sample import META_CANDIDATES as META_CANDIDATES
+from rsforge.core.sample import Sample
+from rsforge.datasets.prompts import META_EXPRESSION as META_EXPRESSION
 
-META_CANDIDATES = "candidates"
+# Re-exported: it lived here before training applied it too, and callers (tests, plugins) import it from here.
+from rsforge.datasets.prompts import with_prompt_overrides as with_prompt_overrides
+
 META_QUESTION_TYPE = "question_type"
-META_EXPRESSION = "expression"
 
 
 @dataclass
@@ -119,20 +121,3 @@ def get_task(name: str, plugins: PluginManager) -> Task | CaptionTask:
 
 def task_names(plugins: PluginManager) -> list[str]:
     return plugins.registry.names("task")
-
-
-def with_prompt_overrides(sample: Sample, overrides: Mapping[str, str] | None) -> Sample:
-    """`sample` asked in the wording of `overrides` (a recipe's `prompts`), so a model is evaluated
-    with the prompt it was trained on. Only single-question samples are re-worded, the template's
-    fields filled from `Sample.meta` (and `{question}` from the sample's own question); a sample whose
-    template needs a field it lacks is kept as it is."""
-    if not overrides or sample.task not in overrides or len(sample.prompt) != 1:
-        return sample
-    meta = sample.meta
-    question = sample.prompt[0].text
-    try:
-        text = prompt_for(sample.task, overrides=overrides, candidates=meta.get(META_CANDIDATES),
-                          expression=meta.get(META_EXPRESSION), question=meta.get("question", question))
-    except ValueError:
-        return sample
-    return replace(sample, conversation=[Turn("user", text), *sample.conversation[1:]])

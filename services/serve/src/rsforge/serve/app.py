@@ -83,7 +83,7 @@ class RunningApp:
 
     def model_handle(self, model: str) -> DeploymentHandle:
         """A handle straight to the deployment serving `model`, past the ingress (benches, tools): its
-        `chat.remote(ChatRequest)` and `detect.remote(images, threshold)` answer outcome dicts."""
+        `chat.remote(ChatRequest)` and `detect.remote(DetectRequest)` answer outcome dicts."""
         names = [m["model"] for m in self.models]
         if model not in names:
             raise KeyError(f"no served model '{model}'; this app serves {', '.join(names)}")

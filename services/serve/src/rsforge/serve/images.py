@@ -1,11 +1,14 @@
 """Request images: a data URL (or an allowed remote URL) -> bytes -> a model-sized tensor.
 
-The one place both endpoints decode images: chat `image_url` parts and the change-mask `before` /
-`after` fields. Decoding follows `rsforge.datasets.images.load_image` (8-bit RGB, resized with the
+The one place request images are decoded: chat `image_url` parts and the change-mask `before` /
+`after` fields (those only as far as their header: `header_size`; the tiled inference reads them at
+native resolution). Decoding follows `rsforge.datasets.images.load_image` (8-bit RGB, resized with the
 model's interpolation as in training) but is built for untrusted uploads: the pixel limit is checked
 from the header before any pixel is decoded, a JPEG is decoded straight at the smallest scale still
 at least the model's size (`draft`), and shrinking first reduces by an integer factor, so a big image
-costs a fraction of a full-size decode and resize. Every failure is an `APIError` naming the field.
+costs a fraction of a full-size decode and resize. TIFFs and images of more than 8 bits go through
+`load_image` itself, scaled to [0, 1] by its one scaling as in training. Every failure is an
+`APIError` naming the field.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from rsforge.datasets.images import INTERPOLATIONS
+from rsforge.datasets.images import INTERPOLATIONS, ImageError, _is_tiff, load_image
 from rsforge.serve.errors import APIError, excerpt
 from rsforge.serve.limits import DEFAULT_MAX_IMAGE_PIXELS
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
-# Modes with more than 8 bits per channel: PIL would clip them to 0-255 without a word.
+# Modes with more than 8 bits per channel: PIL would clip them to 0-255, so the training loader reads them.
 _WIDE_MODES = frozenset({"I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
 # Shrink by an integer factor (a cheap box reduction) while the image stays over 3x the target, then
 # resample: Pillow documents the result as indistinguishable from a full resample at this gap.
@@ -81,6 +84,8 @@ def decode_image(data: bytes, image_size: int, interpolation: str, where: str,
                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> torch.Tensor:
     """Image bytes -> (3, image_size, image_size) in [0, 1]; bytes that are no image, over
     `max_pixels` or broken are a 400 naming `where`."""
+    if _is_tiff(data):  # 16-bit / multi-band rasters: PIL would cut them to 8 bits or not read them
+        return _decode_scaled(data, image_size, interpolation, where, max_pixels)
     try:
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
@@ -95,8 +100,7 @@ def decode_image(data: bytes, image_size: int, interpolation: str, where: str,
             raise APIError(400, f"{where}: image is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit "
                            f"of {max_pixels / 1e6:.1f} MP; refused before decoding", param=where)
         if img.mode in _WIDE_MODES:
-            raise APIError(400, f"{where}: {img.mode} image (more than 8 bits per channel); send 8-bit RGB",
-                           param=where)
+            return _decode_scaled(data, image_size, interpolation, where, max_pixels)
         img.draft("RGB", (image_size, image_size))  # JPEG only (DCT scaling); other formats ignore it
         try:
             img.load()
@@ -107,6 +111,36 @@ def decode_image(data: bytes, image_size: int, interpolation: str, where: str,
         except _DECODE_ERRORS as exc:
             raise APIError(400, f"{where}: truncated or corrupt image data: {exc}", param=where) from None
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
+
+
+def _decode_scaled(data: bytes, image_size: int, interpolation: str, where: str, max_pixels: int) -> torch.Tensor:
+    """Wider than 8-bit or multi-band images through the training loader, so that they are scaled to
+    [0, 1] exactly as the model saw such data in training (its limits checked from the header too)."""
+    try:
+        return load_image(data, image_size, interpolation=interpolation, max_pixels=max_pixels)
+    except ImageError as exc:
+        raise APIError(400, f"{where}: {str(exc).removeprefix('image bytes: ')}", param=where) from None
+
+
+def header_size(data: bytes, where: str) -> tuple[int, int]:
+    """(width, height) of image bytes from the header alone (a change-detection scene, TIFF/GeoTIFF
+    included, before any pixel is decoded); bytes that are no readable image are a 400 naming `where`."""
+    if _is_tiff(data):
+        import tifffile  # a GeoTIFF's bands and sample types are often beyond what PIL reads
+
+        try:
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                page = tif.pages.first
+                return int(page.imagewidth), int(page.imagelength)
+        except (tifffile.TiffFileError, *_DECODE_ERRORS, IndexError) as exc:
+            raise APIError(400, f"{where}: cannot read the TIFF header: {exc}", param=where) from None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except UnidentifiedImageError:
+        raise APIError(400, f"{where}: not an image in a format PIL or tifffile can read", param=where) from None
+    except _DECODE_ERRORS as exc:
+        raise APIError(400, f"{where}: cannot read the image: {exc}", param=where) from None
 
 
 def url_image(url: str, where: str, image_size: int, interpolation: str, fetch: Fetch | None = None,

@@ -154,7 +154,10 @@ class Ingress:
     @api.get("/v1/models")
     async def list_models(self) -> dict[str, Any]:
         infos = [await self._info(name) for name in self.models]
-        return model_list([(i["model"], i["created"]) for i in infos])
+        listing = model_list([(i["model"], i["created"]) for i in infos])
+        for entry, info in zip(listing["data"], infos, strict=True):  # the web page's first question
+            entry["default_prompt"] = info["prompts"]["chat"]
+        return listing
 
     async def _parse(self, parse, body: Any, **kwargs: Any) -> Any:
         """`parse(body, **kwargs)` off the event loop (image decoding is blocking work); a body naming a
@@ -245,12 +248,11 @@ class Ingress:
         if isinstance(body, dict) and "model" not in body and len(masks) == 1:
             body = {**body, "model": masks[0]}  # one mask model: `model` may be left out
         name = requested_model(body, list(self.models))
-        info = await self._info(name)
-        parsed: DetectRequest = await self._parse(
-            parse_detect_request, body, model_name=name, image_size=info["image_size"],
-            interpolation=info["interpolation"], fetch=self.fetch, max_pixels=self.limits.max_image_pixels,
-        )
-        outcome = await self.models[name].detect.remote(parsed.images, parsed.threshold)
+        if not (await self._info(name))["masks"]:  # refused before the uploads are read
+            raise APIError(400, f"the model '{name}' has no mask head, so it cannot detect changes", param="model")
+        parsed: DetectRequest = await self._parse(parse_detect_request, body, model_name=name, fetch=self.fetch,
+                                                  limits=self.limits)
+        outcome = await self.models[name].detect.remote(parsed)
         if "error" in outcome:
             raise _error(outcome)
-        return await asyncio.to_thread(detect_response, name, outcome["mask"], parsed.format)
+        return await asyncio.to_thread(detect_response, name, outcome["scene"], parsed.format)

@@ -17,17 +17,22 @@ DEFAULT_MAX_TEXT_CHARS = 32_768
 DEFAULT_MAX_TOTAL_TEXT_CHARS = 131_072
 # 4096 x 4096: an all-zero PNG this size decodes in a fraction of a second; larger scenes belong to `rsforge detect`.
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+# A detection upload is read at native resolution, tile by tile (`rsforge.geo.tiling`), so it may be larger: 8192 x
+# 8192 is the largest scene `rsforge detect` reads whole when rasterio is missing; time grows with the pixels.
+DEFAULT_MAX_DETECT_PIXELS = 8192 * 8192
 
 
 @dataclass(frozen=True)
 class Limits:
     """`max_text_chars` applies to each text part (or string `content`), `max_total_text_chars` to
-    the whole conversation; `max_image_pixels` is checked from an image's header, before decoding."""
+    the whole conversation; `max_image_pixels` (chat images) and `max_detect_pixels` (each scene of a
+    change-detection request) are checked from an image's header, before decoding."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     max_total_text_chars: int = DEFAULT_MAX_TOTAL_TEXT_CHARS
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_detect_pixels: int = DEFAULT_MAX_DETECT_PIXELS
 
 
 DEFAULT_LIMITS = Limits()

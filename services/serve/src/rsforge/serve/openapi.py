@@ -107,25 +107,34 @@ class ChatCompletion(BaseModel):
 
 
 class ChangeDetectRequest(BaseModel):
+    """Two scenes of the same grid, read at native resolution in overlapping tiles (as `rsforge detect`)."""
+
     model_config = ConfigDict(extra="forbid")
     model: str | None = Field(default=None, description="may be left out when one served model has a mask head")
-    before: str = Field(description="the before image as a base64 data URL")
-    after: str = Field(description="the after image as a base64 data URL")
+    before: str = Field(description="the before scene as a base64 data URL: PNG, JPEG or GeoTIFF (georeferenced)")
+    after: str = Field(description="the after scene, same size (and CRS and geotransform) as the before one")
     format: Literal["png", "geojson"] = "png"
     threshold: float = Field(default=0.5, gt=0, lt=1)
+    prompt: str | None = Field(default=None, min_length=1, description="what to look for, for text-guided mask "
+                               "heads (others ignore it); default: the recipe's `change_mask` prompt, else the "
+                               "head's own default prompt")
 
 
 class ChangeStats(BaseModel):
     changed_pixels: int
     changed_fraction: float
-    regions: int
+    changed_area: float | None = Field(description="in map units² (georeferenced scenes only)")
+    regions: int = Field(description="8-connected regions of changed pixels")
+    tiles: int = Field(description="tiles the scene was read in")
 
 
 class ChangeMask(BaseModel):
     object: Literal["change.mask"]
     model: str
-    width: int
+    width: int = Field(description="the scene's width: the mask has its native resolution")
     height: int
+    crs: str | None = Field(description="the before scene's CRS, None when it has none")
+    transform: list[float] | None = Field(description="its geotransform in GDAL order (x0, dx, rx, y0, ry, dy)")
     stats: ChangeStats
     mask_png: str | None = None
     geojson: dict[str, Any] | None = None

@@ -12,7 +12,7 @@ grows and ends each row at its own request's `max_tokens`; any other decoder ans
 requests with equal `max_tokens` share a call and streamed ones get their answer in one piece.
 
 Outcomes are plain dicts (they cross the Ray boundary to the ingress): a chat's `{"choices": [(text,
-finish_reason)], "prompt_tokens", "completion_tokens", "batch_size"}`, a mask's `{"mask"}`, or
+finish_reason)], "prompt_tokens", "completion_tokens", "batch_size"}`, a mask's `{"scene"}`, or
 `{"error": {"status", "message", "param"}}`, which the ingress raises as an `APIError`.
 """
 
@@ -27,15 +27,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import ray
 import torch
 from ray import serve
 
 from rsforge.core.interfaces import Generation, GenerationOptions
-from rsforge.core.masks import mask_to_uint8
+from rsforge.datasets.prompts import serving_prompts
 from rsforge.serve.errors import request_id, server_error
+from rsforge.serve.masks import DetectRequest
 from rsforge.serve.openai_requests import ChatRequest
+from rsforge.serve.scenes import SceneError, SceneMask, detect_scene
 
 logger = logging.getLogger("ray.serve")
 
@@ -65,6 +66,7 @@ class ModelDeployment:
         self.model = RSForgeModel.from_pretrained(model_dir, plugins=PluginManager(), device=self.device)
         self.name = name
         self.created = int(time.time())
+        self.prompts = serving_prompts(self.model.recipe.prompts, self.model.num_images)
         # One model call at a time: concurrent torch calls on one model only fight over the same cores.
         self._model_lock = threading.Lock()
         self._batch.set_max_batch_size(max_batch_size)
@@ -87,6 +89,7 @@ class ModelDeployment:
             "chat": self.model.decoder is not None,
             "masks": bool(self.model.mask_heads),
             "streams_tokens": self.streams,
+            "prompts": self.prompts,
         }
 
     # ---- chat -----------------------------------------------------------------------------------
@@ -212,15 +215,18 @@ class ModelDeployment:
 
     # ---- masks ----------------------------------------------------------------------------------
 
-    async def detect(self, images: torch.Tensor, threshold: float) -> dict[str, Any]:
-        """images (2, 3, S, S) -> {"mask": uint8 (S, S): 0/255, or class ids} or {"error"}."""
+    async def detect(self, request: DetectRequest) -> dict[str, Any]:
+        """The change mask of a whole scene, tiled at native resolution: {"scene": SceneMask} or {"error"}."""
         if not self.model.mask_heads:
             return {"error": {"status": 400, "param": "model",
                               "message": f"the model '{self.name}' has no mask head, so it cannot detect changes"}}
-        return {"mask": await asyncio.to_thread(self._predict_mask, images, threshold)}
+        try:
+            return {"scene": await asyncio.to_thread(self._detect_scene, request)}
+        except SceneError as exc:
+            return {"error": {"status": 400, "message": str(exc), "param": None}}
 
-    def _predict_mask(self, images: torch.Tensor, threshold: float) -> np.ndarray:
-        images = images.to(self.device)
+    def _detect_scene(self, request: DetectRequest) -> SceneMask:
         with self._model_lock:
-            mask = self.model.predict_mask(images[None, 0], images[None, 1], threshold=threshold)[0]
-        return mask_to_uint8(mask).cpu().numpy()
+            prompt = request.prompt if request.prompt is not None else self.prompts["mask"]
+            return detect_scene(self.model, request.before, request.after, threshold=request.threshold,
+                                prompt=prompt, device=self.device)

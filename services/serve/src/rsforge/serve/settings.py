@@ -17,7 +17,8 @@
     max_body_bytes: 67108864          # limits per request, checked by the ingress before any expensive work
     max_text_chars: 32768             # per text part
     max_total_text_chars: 131072      # all text of a conversation
-    max_image_pixels: 16777216        # per image, from its header before decoding
+    max_image_pixels: 16777216        # per chat image, from its header before decoding
+    max_detect_pixels: 67108864       # per /v1/change/detect scene (read at native resolution, tile by tile)
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class ServeConfig(BaseModel):
     max_text_chars: int = Field(default=Limits.max_text_chars, ge=1)
     max_total_text_chars: int = Field(default=Limits.max_total_text_chars, ge=1)
     max_image_pixels: int = Field(default=Limits.max_image_pixels, ge=1)
+    max_detect_pixels: int = Field(default=Limits.max_detect_pixels, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -93,7 +95,8 @@ class ServeConfig(BaseModel):
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_body_bytes, self.max_text_chars, self.max_total_text_chars, self.max_image_pixels)
+        return Limits(self.max_body_bytes, self.max_text_chars, self.max_total_text_chars, self.max_image_pixels,
+                      self.max_detect_pixels)
 
     @property
     def autoscaling(self) -> dict[str, Any] | None:

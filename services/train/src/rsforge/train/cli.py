@@ -84,8 +84,8 @@ def execute(args) -> int:
                          address=args.address, resume=bool(args.resume))
     total = time.perf_counter() - started
     print()
-    if outcome.baseline:
-        print(headline_table(outcome.metrics, outcome.baseline))
+    if outcome.baselines:
+        print(headline_table(outcome.metrics, outcome.baselines))
     else:
         print(format_table(outcome.metrics, None))
     print(f"\nmodel:  {outcome.model_dir}\nreport: {outcome.report_dir}\ntime:   {total:.0f} s "

@@ -9,7 +9,7 @@ from pathlib import Path
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe
 from rsforge.datasets.loading import load_split, training_texts
-from rsforge.tasks.evaluate import evaluate, evaluate_baseline
+from rsforge.tasks.evaluate import evaluate, evaluate_baselines
 from rsforge.train.ray_job import train_with_ray
 from rsforge.train.report import write_report
 
@@ -20,7 +20,7 @@ class RunOutcome:
     model_dir: Path
     report_dir: Path
     metrics: dict
-    baseline: dict | None
+    baselines: dict[str, dict] | None
     seconds: dict[str, float]
     history: list[dict]
 
@@ -39,7 +39,7 @@ def run_recipe(
     eval_samples = load_split(recipe, plugins, split)
     if not train_samples:
         raise ValueError(f"recipe '{recipe.name}': the train split has no usable samples")
-    recipe = recipe.prepared(training_texts(train_samples))
+    recipe = recipe.prepared(training_texts(train_samples), train_samples)
     val_samples = None
     if recipe.train.checkpoint_metric == "val_loss":
         val_samples = eval_samples if split == "val" else load_split(recipe, plugins, "val")
@@ -56,16 +56,13 @@ def run_recipe(
     cfg = recipe.eval
     evaluation = evaluate(result.model, eval_samples, batch_size=cfg.batch_size,
                           max_new_tokens=cfg.max_new_tokens, progress=progress)
-    base = None
-    if baseline:
-        base = evaluate_baseline(train_samples, eval_samples, image_size=result.model.image_size,
-                                 masks=bool(result.model.mask_heads)).metrics
+    base = evaluate_baselines(result.model, train_samples, eval_samples) if baseline else None
     seconds["evaluate"] = time.perf_counter() - t0
 
     panel_samples = [s for s in eval_samples if s.changed][: cfg.panels]
     report_dir = write_report(
         run_dir / "report", recipe_name=recipe.name, split=split, model_metrics=evaluation.metrics,
-        baseline_metrics=base, history=result.history, predictions=evaluation.predictions, model=result.model,
+        baselines=base, history=result.history, predictions=evaluation.predictions, model=result.model,
         panel_samples=panel_samples, seconds=seconds,
     )
     return RunOutcome(run_dir, model_dir, report_dir, evaluation.metrics, base, seconds, result.history)

@@ -13,40 +13,51 @@ import matplotlib.pyplot as plt
 import torch
 
 from rsforge.core.atomic import atomic_write_text
+from rsforge.core.batch import first_user_turns
 from rsforge.core.sample import Sample
-from rsforge.datasets.images import load_image, load_mask
+from rsforge.datasets.images import load_image
+from rsforge.datasets.multispectral import shown_bands
+from rsforge.datasets.torch_dataset import read_sample_mask
 
 HEADLINE = [("captions/all", "BLEU-4"), ("captions/all", "METEOR"), ("captions/all", "ROUGE-L"),
             ("captions/all", "CIDEr"), ("mask", "f1"), ("mask", "iou")]
 
 
-def comparison_rows(model: dict, baseline: dict | None) -> list[tuple[str, float, float | None]]:
-    rows = []
+def format_table(model: dict, baselines: dict[str, dict] | None) -> str:
+    """| metric | model | one column per baseline |; a dash where a baseline has no such metric."""
+    names = list(baselines or {})
+    lines = ["| " + " | ".join(["metric", "model", *names]) + " |", "|---|" + "---:|" * (1 + len(names))]
     for group, metrics in model.items():
         for key, value in metrics.items():
-            base = baseline.get(group, {}).get(key) if baseline else None
-            rows.append((f"{group}/{key}", value, base))
-    return rows
-
-
-def format_table(model: dict, baseline: dict | None) -> str:
-    lines = ["| metric | model | baseline |", "|---|---:|---:|"] if baseline else ["| metric | model |", "|---|---:|"]
-    for name, value, base in comparison_rows(model, baseline):
-        lines.append(f"| {name} | {value:.4f} | {base:.4f} |" if baseline else f"| {name} | {value:.4f} |")
+            cells = [f"{value:.4f}"]
+            for name in names:
+                base = baselines[name].get(group, {}).get(key)
+                cells.append("–" if base is None else f"{base:.4f}")
+            lines.append(f"| {group}/{key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def headline_rows(model: dict, baseline: dict) -> list[tuple[str, float, float]]:
-    return [(f"{key} ({group.split('/')[0]})", model[group][key], baseline[group][key])
-            for group, key in HEADLINE if group in model and key in model[group]]
+def best_baseline(baselines: dict[str, dict], group: str, key: str) -> tuple[str, float] | None:
+    """The baseline scoring highest on `group`/`key` (every headline metric is higher-is-better)."""
+    scores = [(name, b[group][key]) for name, b in baselines.items() if key in b.get(group, {})]
+    return max(scores, key=lambda item: item[1]) if scores else None
 
 
-def headline_table(model: dict, baseline: dict) -> str:
-    """The model beside the baseline on the headline metrics, as `rsforge run` prints it."""
-    lines = [f"{'metric':<22} {'model':>8} {'baseline':>9}"]
-    for name, value, base in headline_rows(model, baseline):
+def headline_rows(model: dict, baselines: dict[str, dict]) -> list[tuple[str, float, float, str]]:
+    rows = []
+    for group, key in HEADLINE:
+        best = best_baseline(baselines, group, key) if key in model.get(group, {}) else None
+        if best is not None:
+            rows.append((f"{key} ({group.split('/')[0]})", model[group][key], best[1], best[0]))
+    return rows
+
+
+def headline_table(model: dict, baselines: dict[str, dict]) -> str:
+    """The model beside the best trivial baseline of each headline metric, as `rsforge run` prints it."""
+    lines = [f"{'metric':<22} {'model':>8} {'baseline':>9}  best baseline"]
+    for name, value, base, which in headline_rows(model, baselines):
         flag = "" if value > base else "  <- not above baseline"
-        lines.append(f"{name:<22} {value:>8.4f} {base:>9.4f}{flag}")
+        lines.append(f"{name:<22} {value:>8.4f} {base:>9.4f}  {which}{flag}")
     return "\n".join(lines)
 
 
@@ -93,19 +104,27 @@ def plot_curves(history: list[dict], path: Path, *, rewards: bool = False) -> bo
 
 
 def plot_panels(model, samples: list[Sample], predictions: dict[str, str], path: Path) -> None:
-    """One row per sample: before | after | reference mask | predicted mask, captions as titles."""
+    """One row per sample: before | after | reference mask | predicted mask, captions as titles. A text-guided
+    head is given the sample's own prompt; K-class masks are drawn in one colour per class id."""
     fig, axes = plt.subplots(len(samples), 4, figsize=(12, 3.6 * len(samples)), squeeze=False,
                              gridspec_kw={"hspace": 0.5, "wspace": 0.05})
     size = model.image_size
     for row, sample in zip(axes, samples, strict=True):
-        before, after = (load_image(p, size, interpolation=model.interpolation) for p in sample.images)
+        before, after = (load_image(p, size, interpolation=model.interpolation, channels=model.in_chans)
+                         for p in sample.images)
         with torch.no_grad():
-            pred = model.predict_mask(before[None], after[None])[0].float()
-        panels = [before.permute(1, 2, 0), after.permute(1, 2, 0),
-                  load_mask(sample.mask, size) if sample.mask else torch.zeros(size, size), pred]
+            prompt = first_user_turns([sample.conversation])
+            pred = model.predict_mask(before[None], after[None], instructions=prompt)[0]
+        reference = read_sample_mask(sample, size)
+        bands = sample.meta.get("bands")  # multispectral dates are drawn in true colour
+        panels = [shown_bands(before, bands).permute(1, 2, 0), shown_bands(after, bands).permute(1, 2, 0),
+                  torch.zeros(size, size) if reference is None else reference, pred]
         titles = ["before", "after", "reference mask", "predicted mask"]
         for ax, image, title in zip(row, panels, titles, strict=True):
-            ax.imshow(image.numpy(), cmap="gray" if image.dim() == 2 else None, vmin=0, vmax=1)
+            if image.dtype == torch.int64:  # class ids
+                ax.imshow(image.numpy(), cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
+            else:
+                ax.imshow(image.float().numpy(), cmap="gray" if image.dim() == 2 else None, vmin=0, vmax=1)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
         reference = sample.references[0] if sample.references else ""
@@ -116,11 +135,11 @@ def plot_panels(model, samples: list[Sample], predictions: dict[str, str], path:
 
 
 def write_report(
-    out: Path, *, recipe_name: str, split: str, model_metrics: dict, baseline_metrics: dict | None,
+    out: Path, *, recipe_name: str, split: str, model_metrics: dict, baselines: dict[str, dict] | None,
     history: list[dict], predictions: list[dict], model, panel_samples: list[Sample], seconds: dict[str, float],
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"recipe": recipe_name, "split": split, "model": model_metrics, "baseline": baseline_metrics,
+    payload = {"recipe": recipe_name, "split": split, "model": model_metrics, "baselines": baselines,
                "seconds": seconds}
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2))
     atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
@@ -129,8 +148,8 @@ def write_report(
     if panel_samples and model.mask_heads:
         plot_panels(model, panel_samples, {p["id"]: p["prediction"] for p in predictions}, out / "panels.png")
     summary = [f"# {recipe_name}: evaluation on the {split} split", "",
-               "Baseline: the most frequent training caption for every pair, and an all-zero mask." if baseline_metrics
-               else "", "", format_table(model_metrics, baseline_metrics), "",
+               "Baselines: " + ", ".join(baselines) + " (trivial predictors scored like the model)." if baselines
+               else "", "", format_table(model_metrics, baselines), "",
                "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()), "",
                "![loss curve](loss_curve.png)", "",
                "![reward curve](reward_curve.png)" if has_rewards else "",

@@ -15,9 +15,12 @@ A recipe's `rewards:` list holds two kinds of parts, told apart by the built par
 
 The running statistics are folded from every worker's scores at every training step (gathered over
 `torch.distributed` when it is initialised), so all ranks hold the same statistics, and rank 0's, saved
-in a checkpoint through `state_dict`, are every rank's. Rewards that learn corpus statistics
-(`needs_corpus = True`, e.g. CIDEr-D's document frequencies) are fitted on the (tokenized) training
-references given at construction.
+in a checkpoint through `state_dict`, are every rank's. A reward that keeps state of its own across calls
+(NKL's rolling token windows) offers `score_shared(candidates, references, share)` and `state_dict` /
+`load_state_dict`: training steps hand it `share`, which gathers its new state from every worker, so
+that state too is the same on all ranks, and it is saved and restored with the statistics. Rewards that
+learn corpus statistics (`needs_corpus = True`, e.g. CIDEr-D's document frequencies) are fitted on the
+(tokenized) training references given at construction.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ def gather_across_ranks(values: torch.Tensor) -> torch.Tensor:
     gathered = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(gathered, padded)
     return torch.cat([g[..., :n] for g, n in zip(gathered, counts, strict=True)], dim=-1).cpu().to(values.dtype)
+
+
+def _share_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows (n_rank, D) stacked in rank order (a reward's new state, e.g. token embeddings)."""
+    return gather_across_ranks(rows.T).T.contiguous()
 
 
 class RunningStats:
@@ -229,7 +237,11 @@ class RewardSet:
         references = [[ptb_tokenize(r) for r in refs] for refs in references]
         raw = {}
         for entry in self.rewards:
-            values = entry.fn(candidates, references, extras).detach().float().cpu()
+            if hasattr(entry.fn, "score_shared"):
+                values = entry.fn.score_shared(candidates, references, _share_rows if update else None)
+            else:
+                values = entry.fn(candidates, references, extras)
+            values = values.detach().float().cpu()
             if values.shape != (len(candidates),):
                 raise ValueError(f"reward '{entry.key}' returned shape {tuple(values.shape)}, expected "
                                  f"({len(candidates)},)")
@@ -261,19 +273,27 @@ class RewardSet:
         return loss, values
 
     def state_dict(self) -> dict[str, Any]:
-        """The running statistics of the normalised rewards and the running mean reward."""
+        """The running statistics of the normalised rewards, the state of the rewards that keep one
+        (`rewards`, by key) and the running mean reward."""
         stats = {e.key: {"normalise": e.config.normalise, **e.stats.state_dict()}
                  for e in self.rewards if e.stats is not None}
-        return {"normalisers": stats, "running_mean_reward": self.running_mean_reward}
+        kept = {e.key: e.fn.state_dict() for e in self.rewards if hasattr(e.fn, "state_dict")}
+        return {"normalisers": stats, "rewards": kept, "running_mean_reward": self.running_mean_reward}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         expected = {key: value["normalise"] for key, value in self.state_dict()["normalisers"].items()}
         given = {key: value.get("normalise") for key, value in state["normalisers"].items()}
         if given != expected:
             raise ValueError(f"reward statistics for {given} do not match the recipe's normalised rewards {expected}")
+        kept = {e.key: e.fn for e in self.rewards if hasattr(e.fn, "state_dict")}
+        if set(state.get("rewards", {})) != set(kept):
+            raise ValueError(f"reward states for {sorted(state.get('rewards', {}))} do not match the recipe's "
+                             f"rewards that keep one {sorted(kept)}")
         for entry in self.rewards:
             if entry.stats is not None:
                 entry.stats.load_state_dict(state["normalisers"][entry.key])
+        for key, fn in kept.items():
+            fn.load_state_dict(state["rewards"][key])
         self.running_mean_reward = float(state["running_mean_reward"])
 
     def close(self) -> None:

@@ -32,8 +32,7 @@ from rsforge.core.model import RSForgeModel
 from rsforge.core.plugins import PluginManager
 from rsforge.core.recipe import Recipe, StageConfig, parse_recipe
 from rsforge.core.sample import Sample
-from rsforge.datasets.images import load_mask
-from rsforge.datasets.torch_dataset import SampleDataset, collate
+from rsforge.datasets.torch_dataset import EpochSampler, SampleDataset, collate, read_sample_mask
 from rsforge.train.feature_cache import FeatureCache
 from rsforge.train.run_log import MetricsLog, redirect_output
 from rsforge.train.steps import (
@@ -137,11 +136,8 @@ class CachedSampleDataset(SampleDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         size = self.image_size
-        images = torch.zeros(len(sample.images), 3, size, size)
-        item = {"images": images, "sample": sample, "mask": None}
-        if sample.mask:
-            item["mask"] = load_mask(sample.mask, size)
-        return item
+        images = torch.zeros(len(sample.images), self.channels, size, size)
+        return {"images": images, "sample": sample, "mask": read_sample_mask(sample, size)}
 
 
 def make_collate(cache: FeatureCache | None):
@@ -177,8 +173,11 @@ class Trainer:
             root = self.run_dir / FEATURE_CACHE_DIR if self.cfg.feature_cache is True else Path(self.cfg.feature_cache)
             self.cache = FeatureCache(root, self.model)
         self.dataset_cls = CachedSampleDataset if self.cache is not None else SampleDataset
+        # With train.crop the val loss is taken on crops too (the same ones every time: the epoch never
+        # moves), so it measures the model at the native scale it trains at, not on squashed thumbnails.
         self.val_dataset = self.dataset_cls(config.get("val_samples") or [], self.model.image_size,
-                                            self.model.interpolation)
+                                            self.model.interpolation, crop=self.cfg.crop, seed=self.cfg.seed,
+                                            channels=self.model.in_chans)
         if self.cfg.checkpoint_metric == "val_loss" and len(self.val_dataset) == 0:
             raise ValueError("train.checkpoint_metric: val_loss needs a val split with samples")
         self.collate = make_collate(self.cache)
@@ -193,9 +192,11 @@ class Trainer:
                              "are its accumulation); use 1, or a larger batch_size / num_samples")
 
     def _shard(self, samples: list[Sample]) -> Shard:
-        dataset = self.dataset_cls(samples, self.model.image_size, self.model.interpolation)
-        sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True,
-                                     seed=self.cfg.seed)
+        # training views only (crops, augmentation; the recipe refuses them with the feature cache); the
+        # val dataset above reads whole images, as evaluation does
+        dataset = self.dataset_cls(samples, self.model.image_size, self.model.interpolation, crop=self.cfg.crop,
+                                   augment=self.cfg.augment, seed=self.cfg.seed, channels=self.model.in_chans)
+        sampler = EpochSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=self.cfg.seed)
         accum = self.cfg.grad_accum_steps
         steps = len(sampler) // self.per_worker // accum
         if steps == 0:

@@ -70,8 +70,9 @@ def _errors(values: list[float]) -> dict[str, float]:
 
 def count_metrics(predictions: Sequence[Counts | None], references: Sequence[Counts]) -> dict[str, float]:
     """`accuracy` (`counts_match`), `mae` / `rmse` of the totals, and `mae/<class>` / `rmse/<class>` for
-    each class named by some reference, over the samples whose reference names classes (a class an
-    answer leaves out counts as 0). A malformed answer counts as 0 everywhere (and is never accurate)."""
+    each class named by some reference (DeltaVLM's roads and buildings MAE / RMSE), over the samples
+    whose reference names classes or says nothing changed (a total of 0 is 0 of every class); a class
+    an answer leaves out counts as 0. A malformed answer counts as 0 everywhere (and is never accurate)."""
     _check_lengths(predictions, references)
     zero = Counts(0)
     total_errors: list[float] = []
@@ -84,7 +85,7 @@ def count_metrics(predictions: Sequence[Counts | None], references: Sequence[Cou
             malformed += 1
             pred = zero
         total_errors.append(pred.total - ref.total)
-        if ref.per_class:
+        if ref.per_class or ref.total == 0:
             for c in classes:
                 class_errors.setdefault(c, []).append(pred.per_class.get(c, 0) - ref.per_class.get(c, 0))
     n = len(references)
@@ -99,17 +100,12 @@ def _pairs(grid: Grid) -> set[tuple[str, str]]:
     return {(category, cell) for category, cells in grid.items() for cell in cells}
 
 
-def grid_metrics(predictions: Sequence[Grid | None], references: Sequence[Grid]) -> dict[str, float]:
-    """3x3-grid localisation over (category, cell) pairs: micro precision/recall/F1 over the split,
-    mean per-sample Jaccard (1.0 when both sides are empty, i.e. "no change" answered right) and
-    exact match. A malformed answer predicts no pair, has Jaccard 0 and no exact match."""
-    _check_lengths(predictions, references)
-    tp = fp = fn = malformed = exact = 0
+def _grid_scores(predictions: Sequence[Grid | None], references: Sequence[Grid]) -> dict[str, float]:
+    tp = fp = fn = exact = 0
     jaccards: list[float] = []
     for pred, ref in zip(predictions, references, strict=True):
         r = _pairs(ref)
         if pred is None:
-            malformed += 1
             fn += len(r)
             jaccards.append(0.0)
             continue
@@ -117,9 +113,27 @@ def grid_metrics(predictions: Sequence[Grid | None], references: Sequence[Grid])
         tp, fp, fn = tp + len(p & r), fp + len(p - r), fn + len(r - p)
         jaccards.append(_ratio(len(p & r), len(p | r)) if p | r else 1.0)
         exact += p == r
-    n = len(references)
     return {**_prf(tp, fp, fn), "jaccard": float(np.mean(jaccards)) if jaccards else 0.0,
-            "exact_match": _ratio(exact, n), "n": n, "malformed": malformed}  # fmt: skip
+            "exact_match": _ratio(exact, len(references))}  # fmt: skip
+
+
+def _only(grid: Grid | None, category: str) -> Grid | None:
+    return None if grid is None else {category: grid.get(category, frozenset())}
+
+
+def grid_metrics(predictions: Sequence[Grid | None], references: Sequence[Grid]) -> dict[str, float]:
+    """3x3-grid localisation over (category, cell) pairs: micro precision/recall/F1 over the split,
+    mean per-sample Jaccard (1.0 when both sides are empty, i.e. "no change" answered right) and
+    exact match; and the same per category named by some reference (`f1/roads`, ...), as DeltaVLM
+    reports roads and buildings apart (scripts/test-loc.ipynb; its sklearn Jaccard counts an empty
+    answer to an empty reference as 0, not 1). A malformed answer predicts no pair, has Jaccard 0 and
+    no exact match."""
+    _check_lengths(predictions, references)
+    out = _grid_scores(predictions, references)
+    for category in sorted({c for r in references for c in r}):
+        scores = _grid_scores([_only(p, category) for p in predictions], [_only(r, category) for r in references])
+        out |= {f"{k}/{category}": v for k, v in scores.items()}
+    return out | {"n": len(references), "malformed": sum(p is None for p in predictions)}
 
 
 # -------------------------------------------------------------------------------------- accuracy
