@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from rsforge.core.masks import DEFAULT_MASK_PROMPT
 from rsforge.core.sample import Turn
 from rsforge.datasets.levir import LevirCCDatasetConfig, load_levir_cc, read_levir_cc, read_levir_cd
 from rsforge.datasets.prompts import prompt_for
@@ -158,7 +159,7 @@ def test_read_levir_cd_flat_layout_with_lists(tmp_path, caplog):
         val = read_levir_cd(root, "val")
     # A labelled split: a pair without its label is a data problem, reported by name and skipped.
     assert [(s.id, s.mask) for s in train] == [("a.png", str(root / "label" / "a.png"))]
-    assert train[0].conversation == [Turn("user", prompt_for("change_captioning"))]
+    assert train[0].conversation == [Turn("user", DEFAULT_MASK_PROMPT)]  # what a text-guided head defaults to
     assert val == []
     assert "b.png" in caplog.text and "c.png" in caplog.text
     assert str(root / "A" / "missing.png") in caplog.text

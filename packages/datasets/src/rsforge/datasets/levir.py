@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rsforge.core.configs import DatasetConfig
+from rsforge.core.masks import DEFAULT_MASK_PROMPT
 from rsforge.core.sample import Sample, Turn
 from rsforge.datasets.common import IMAGE_SUFFIXES, SPLITS, Skips, log, read_json, read_lines
 from rsforge.datasets.prompts import prompt_for
@@ -224,7 +225,7 @@ def _pair_problem(before: Path, after: Path, label: Path | None) -> str | None:
 
 def read_levir_cd(root: str | Path, split: str) -> list[Sample]:
     """Change-mask samples of `split` from a LEVIR-CD layout: images (A, B), the label as mask, and
-    the prompt from `prompts.txt` when there is one, else the change-captioning prompt.
+    the prompt from `prompts.txt` when there is one, else `DEFAULT_MASK_PROMPT` (a text-guided head's default).
 
     A pair is skipped, with a warning naming the file, when an image is missing, when the split has a
     `label/` folder but not this pair's label, when A, B and label differ in size, or when the label
@@ -251,7 +252,7 @@ def read_levir_cd(root: str | Path, split: str) -> list[Sample]:
     else:
         names = sorted(p.name for p in (base / "A").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     prompts = _read_prompts(base / "prompts.txt") if (base / "prompts.txt").is_file() else {}
-    default_prompt = prompt_for("change_captioning")
+    default_prompt = DEFAULT_MASK_PROMPT  # what a text-guided head is asked at inference when no prompt is given
     labelled = (base / "label").is_dir()
 
     samples: list[Sample] = []

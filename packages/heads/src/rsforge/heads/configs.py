@@ -4,6 +4,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from rsforge.core.configs import HeadConfig
+from rsforge.core.masks import DEFAULT_MASK_PROMPT
 from rsforge.core.sample import META_CANDIDATES, META_LABEL, Sample
 
 
@@ -45,7 +46,8 @@ class TextMaskHeadConfig(ChangeMaskHeadConfig):
     max_text_tokens: int = Field(32, ge=1)
     num_queries: int = Field(8, ge=1, description="learned queries that attend to the prompt")
     num_heads: int = Field(4, ge=1)
-    default_prompt: str = Field("the changed areas", description="used when a caller passes no prompt")
+    default_prompt: str = Field(DEFAULT_MASK_PROMPT, description="used when a caller passes no prompt (the "
+                                "prompt mask readers give samples without one of their own)")
     cache_size: int = Field(4096, ge=1, description="distinct prompts whose embeddings are kept")
 
     @model_validator(mode="after")
