@@ -91,7 +91,7 @@ def test_every_test_file_and_both_schemas(tmp_path):
     assert caption.images[1].endswith("dataset/images/test/B/test_000001.png")
     expected = {"test_binary:0": ("binary_change", "binary", "Yes"), "test_count:0": ("counting", "count",
                 "there are no changes in roads or buildings"), "test_loc:0": ("grid_localization", "loc",
-                "roads [] buildings []"), "test_open:0": ("change_qa", "open", "two lanes")}  # fmt: skip
+                "roads [] buildings []"), "test_open:0": ("change_open_qa", "open", "two lanes")}  # fmt: skip
     for id_, (task, kind, answer) in expected.items():
         s = by_id[id_]
         assert (s.task, s.meta["question_type"], s.answer, s.references) == (task, kind, answer, [answer])

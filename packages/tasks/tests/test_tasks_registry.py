@@ -13,7 +13,7 @@ from rsforge.tasks.task import get_task, task_names, with_prompt_overrides
 PLUGINS = PluginManager()  # the installed tasks, as `rsforge eval` finds them
 
 TASKS_OF_ISSUE = ["change_captioning", "binary_change", "counting", "grid_localization", "change_qa", "captioning",
-                  "vqa", "classification", "grounding", "oriented_grounding"]  # fmt: skip
+                  "vqa", "classification", "grounding", "oriented_grounding", "change_open_qa"]  # fmt: skip
 
 
 def _sample(i: int, task: str, question: str, answer: str | None, **kw) -> Sample:

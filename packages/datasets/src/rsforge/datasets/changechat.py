@@ -25,8 +25,9 @@ name's. A conversation gives one sample per answer, the turns before it as histo
 
 Question types, DeltaVLM's names in `Sample.meta["question_type"]` (metrics group by it), each with the
 rsforge task that scores it: caption (change_captioning), binary (binary_change), count (counting), loc
-(grid_localization), open (change_qa). A typed test file (`_test_binary`, ...) is all of its type, as
-DeltaVLM evaluates it; in the other files each question's type is read from DeltaVLM's question wording.
+(grid_localization), open (change_open_qa: free text scored by caption metrics, as DeltaVLM scores it).
+A typed test file (`_test_binary`, ...) is all of its type, as DeltaVLM evaluates it; in the other files
+each question's type is read from DeltaVLM's question wording.
 
 **rsforge ChangeChat-style** files (no `changechat_105k_*.json` in the root): a JSON list of
 
@@ -60,7 +61,7 @@ RELEASE_FILES = {
     "test": tuple(f"changechat_105k_test{t}.json" for t in ("", "_binary", "_count", "_loc", "_open", "_dialog")),
 }
 TASK_OF_TYPE = {"caption": "change_captioning", "binary": "binary_change", "count": "counting",
-                "loc": "grid_localization", "open": "change_qa"}  # fmt: skip
+                "loc": "grid_localization", "open": "change_open_qa"}  # fmt: skip
 # DeltaVLM's captioning prompt (infer_subtasks.py), after the image markers its instructions carry.
 CAPTION_PROMPT = "<image> <image> Please briefly describe the changes in these two images."
 # The wording of DeltaVLM's question templates (dataset.py comments, scripts/data_processing.ipynb,

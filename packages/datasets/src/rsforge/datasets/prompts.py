@@ -40,6 +40,7 @@ TASK_PROMPTS: dict[str, str] = {
     "counting": "how many buildings were built",
     "grid_localization": "in which cells of a 3x3 grid are the changes",
     "change_qa": "{question}",
+    "change_open_qa": "{question}",
     "captioning": "describe the image",
     "vqa": "{question}",
     "classification": "what type of scene is shown in the image? answer with one of: {candidates}",

@@ -188,7 +188,7 @@ TASKS: dict[str, Task] = {
     )
 }  # fmt: skip
 
-CAPTION_TASKS = ("change_captioning", "captioning")
+CAPTION_TASKS = ("change_captioning", "captioning", "change_open_qa")
 
 
 class ObjectCaptionTask(CaptionTask):

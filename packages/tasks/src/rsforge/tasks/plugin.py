@@ -9,6 +9,8 @@ BUILTIN_TASKS = {
     "counting": "counts per class (accuracy, MAE, RMSE)",
     "grid_localization": "DeltaVLM 3x3 grid cells per changed category (cell P/R/F1, Jaccard, exact match)",
     "change_qa": "short answers about a before/after pair (accuracy per question type)",
+    "change_open_qa": "free-text answers about a before/after pair (coco-caption metrics, as DeltaVLM scores "
+                      "its open questions)",
     "vqa": "short answers about one image (accuracy per question type)",
     "classification": "one scene class of the candidates (accuracy, per class and question type)",
     "grounding": "one box [x1, y1, x2, y2] (accuracy at IoU 0.5, mean IoU)",
