@@ -7,8 +7,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from rsforge.core.masks import DEFAULT_MASK_PROMPT
-from rsforge.core.sample import Turn
+from rsforge.core.sample import DEFAULT_MASK_PROMPT, Turn
 from rsforge.datasets.levir import LevirCCDatasetConfig, load_levir_cc, read_levir_cc, read_levir_cd
 from rsforge.datasets.prompts import prompt_for
 from rsforge.datasets.synth import generate

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import torch
 
-# What a text-guided mask head looks for when the data names nothing more specific: readers of mask data
-# without per-image prompts write it, and heads fall back to it, so training and inference ask alike.
-DEFAULT_MASK_PROMPT = "the changed areas"
-
 
 def mask_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """Logits (B, K, H, W) -> probabilities of the same shape."""

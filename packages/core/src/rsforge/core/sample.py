@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# What a text-guided mask head looks for when the data names nothing more specific: readers of mask data
+# without per-image prompts write it, and heads fall back to it, so training and inference ask alike.
+DEFAULT_MASK_PROMPT = "the changed areas"
+
 Role = Literal["user", "assistant"]
 
 META_CANDIDATES = "candidates"

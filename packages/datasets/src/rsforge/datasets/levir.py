@@ -22,8 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rsforge.core.configs import DatasetConfig
-from rsforge.core.masks import DEFAULT_MASK_PROMPT
-from rsforge.core.sample import Sample, Turn
+from rsforge.core.sample import DEFAULT_MASK_PROMPT, Sample, Turn
 from rsforge.datasets.common import IMAGE_SUFFIXES, SPLITS, Skips, log, read_json, read_lines
 from rsforge.datasets.prompts import prompt_for
 from rsforge.datasets.semantic_change import CLASS_MASK, LEVIR_MCI_CLASSES, MASK_CLASSES, class_label_problem

@@ -4,8 +4,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from rsforge.core.configs import HeadConfig
-from rsforge.core.masks import DEFAULT_MASK_PROMPT
-from rsforge.core.sample import META_CANDIDATES, META_LABEL, Sample
+from rsforge.core.sample import DEFAULT_MASK_PROMPT, META_CANDIDATES, META_LABEL, Sample
 
 
 class MaskLossConfig(HeadConfig):
