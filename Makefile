@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rsforge-installed
 PACKAGES := packages/core packages/datasets packages/tasks packages/geo[rasterio] packages/encoders[hf] packages/bridges packages/decoders packages/heads \
-            packages/rewards services/train services/serve
+            packages/rewards packages/convert services/train services/serve
 PYPROJECTS := $(addsuffix /pyproject.toml,$(subst [rasterio],,$(subst [hf],,$(PACKAGES))))
 
 .PHONY: install demo test lint bench clean

@@ -12,7 +12,8 @@ Published numbers and what this checks against:
   1408-d image tokens in every 2nd layer, vocabulary 30522 + [DEC] = 30523, 32 queries): the paper reports
   188M trainable parameters. That 188M is the Q-Former (185,660,160 with its word/position embeddings and the
   separate query/text feed-forwards) + 32 x 768 query tokens (24,576) + the 768 -> 4096 projection to
-  Vicuna (3,149,824) = 188,834,560; InstructBLIP also trains ln_vision (2 x 1408), giving 188,837,376.
+  Vicuna (3,149,824) = 188,834,560 in DeltaVLM; InstructBLIP also trains ln_vision (2 x 1408), and
+  InstructBLIP-SCST projects to FlanT5-XL's 2048 instead (1,574,912).
 - DeltaVLM's IDPM/CSRM on 1408-d tokens: two bias-free maps of D (W1, W3), two biased maps of F (W2, W4),
   the fusion Linear(3 x 1408 -> 1408), and ln_vision: 13,884,288.
 - Vicuna-7B v1.5 = Llama-2-7B: 6,738,415,616 parameters, all frozen.
@@ -99,8 +100,8 @@ def test_instructblip_scst_trains_only_the_qformer():
     model = _meta_model("instructblip-scst")
     (qformer,) = model.bridges
     assert _count(model.encoder, trainable=True) == 0 and _count(model.decoder, trainable=True) == 0
-    # InstructBLIP's trainable set: Q-Former + queries + projection + ln_vision = 188.84M ("188M").
-    assert _count(qformer, trainable=True) == _instructblip_qformer() + QUERIES + PROJECTION + LN_VISION
+    # InstructBLIP-FlanT5-XL's trainable set: Q-Former + queries + projection to FlanT5's 2048 + ln_vision.
+    assert _count(qformer, trainable=True) == _instructblip_qformer() + QUERIES + 768 * 2048 + 2048 + LN_VISION
     rewards = [r.name for r in model.recipe.rewards]
     assert rewards == ["cider_d", "length", "sde", "count_abs_error", "count_signed_error", "nkl", "varentropy"]
     assert [s.kind for s in model.recipe.train.stages] == ["sft", "scst"]

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TIERS = {
     "core": "kernel",
     **dict.fromkeys(("encoders", "bridges", "decoders", "heads", "rewards"), "plugin"),
-    **dict.fromkeys(("datasets", "tasks", "geo"), "library"),
+    **dict.fromkeys(("datasets", "tasks", "geo", "convert"), "library"),
     **dict.fromkeys(("train", "serve"), "service"),
 }
 ALLOWED = {"kernel": set(), "plugin": {"kernel"}, "library": {"kernel", "library"}, "service": {"kernel", "library"}}

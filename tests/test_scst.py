@@ -256,3 +256,28 @@ def test_an_scst_recipe_refuses_rewards_that_ignore_the_caption(tiny_recipe, plu
         RSForgeModel.from_recipe(only_regulariser, plugins, device="meta")
     # Without an scst stage a mask reward is no recipe error (nothing samples captions).
     RSForgeModel.from_recipe(mask_reward.model_copy(update={"train": tiny_recipe.train}), plugins, device="meta")
+
+
+@pytest.mark.parametrize("mode", ["rollout", "teacher_forced"])
+def test_sft_then_scst_with_an_encoder_decoder_lm(tiny_recipe, plugins, mode):
+    """The InstructBLIP-FlanT5 layout (`hf_seq2seq_lm`: visual tokens and prompt in the T5 encoder) takes an
+    SFT step and then an SCST step of each mode, rollouts and log-probs read from its decoder side."""
+    decoder = plugins.registry.get("decoder", "hf_seq2seq_lm").config(
+        name="hf_seq2seq_lm", tokenizer="word_level", vocab=tiny_recipe.decoder.vocab,
+        config={"model_type": "t5", "d_model": 32, "d_ff": 64, "num_layers": 1, "num_decoder_layers": 1,
+                "num_heads": 2, "d_kv": 16})
+    cider = plugins.registry.get("reward", "cider_d").config(name="cider_d")
+    recipe = tiny_recipe.model_copy(update={"heads": [], "decoder": decoder, "rewards": [cider]})
+    torch.manual_seed(0)
+    model = RSForgeModel.from_recipe(recipe, plugins)
+    batch = _caption_batch()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    assert torch.isfinite(torch.tensor(sft_step(model, batch, optimizer, scheduler, grad_clip=1.0)["loss"]))
+    before = [p.detach().clone() for p in model.decoder.parameters()]
+    rewards = RewardSet.from_recipe(recipe, plugins, batch.references)
+    stage = StageConfig(kind="scst", scst_mode=mode, num_samples=2, max_new_tokens=6)
+    log = scst_step(model, batch, optimizer, scheduler, rewards, stage, grad_clip=1.0)
+    assert all(torch.isfinite(torch.tensor(v)) for v in log.values())
+    assert {"reward_cider_d", "greedy_cider_d"} <= set(log) and 1 <= log["sample_tokens"] <= 6
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.decoder.parameters(), strict=True))

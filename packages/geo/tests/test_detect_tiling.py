@@ -22,7 +22,7 @@ class ConstantModel:
     def __init__(self, prob: float = 0.3) -> None:
         self.logit = float(np.log(prob / (1 - prob)))
 
-    def mask_logits(self, images: torch.Tensor) -> torch.Tensor:
+    def mask_logits(self, images: torch.Tensor, instructions: list[str] | None = None) -> torch.Tensor:
         b, _, _, s, _ = images.shape
         return torch.full((b, 1, s, s), self.logit)
 
@@ -33,7 +33,7 @@ class EchoModel:
 
     image_size = 32
 
-    def mask_logits(self, images: torch.Tensor) -> torch.Tensor:
+    def mask_logits(self, images: torch.Tensor, instructions: list[str] | None = None) -> torch.Tensor:
         return torch.logit(images[:, 1, :1].double().clamp(1e-6, 1 - 1e-6)).float()
 
 
@@ -126,7 +126,7 @@ def test_detect_writes_a_png_mask_and_counts_the_change(tmp_path):
 
 def test_detect_multiclass_writes_class_ids(tmp_path):
     class ThreeClasses(EchoModel):
-        def mask_logits(self, images):
+        def mask_logits(self, images, instructions=None):
             red = images[:, 1, :1]
             return torch.cat([1 - red, red, torch.zeros_like(red)], dim=1) * 10
 
@@ -174,7 +174,7 @@ class FailingModel(ConstantModel):
         super().__init__()
         self.calls = 0
 
-    def mask_logits(self, images: torch.Tensor) -> torch.Tensor:
+    def mask_logits(self, images: torch.Tensor, instructions: list[str] | None = None) -> torch.Tensor:
         self.calls += 1
         if self.calls == 3:
             raise RuntimeError("out of memory")

@@ -20,7 +20,7 @@ class LastBandChange:
 
     image_size, tile, interpolation, in_chans = 32, 32, "bilinear", BANDS
 
-    def mask_logits(self, images: torch.Tensor) -> torch.Tensor:
+    def mask_logits(self, images: torch.Tensor, instructions: list[str] | None = None) -> torch.Tensor:
         assert images.shape[2] == BANDS, images.shape
         diff = (images[:, 1, -1] - images[:, 0, -1]).abs()
         return torch.where(diff > 0.1, 20.0, -20.0)[:, None]

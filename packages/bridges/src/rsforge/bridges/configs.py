@@ -20,6 +20,8 @@ class DifferencePerceptionConfig(BridgeConfig):
 
     norm_input: bool = Field(True, description="LayerNorm each date's tokens first (DeltaVLM's ln_vision on the ViT)")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the context and gate maps (0.5 in DeltaVLM)")
+    weights: str | None = Field(None, description="local safetensors file of released IDPM/CSRM weights, DeltaVLM's "
+                                "names (ln_vision, context1-3, gate1-2) or this bridge's")
 
 
 class QFormerConfig(BridgeConfig):
@@ -40,6 +42,9 @@ class QFormerConfig(BridgeConfig):
     tokenizer: str | None = Field(None, description="BERT tokenizer path or hub name; null = hashed words")
     vocab_size: int = Field(30523, ge=2, description="word embedding rows (InstructBLIP: BERT's 30522 + [DEC])")
     norm_memory: bool = Field(True, description="LayerNorm the image tokens first (InstructBLIP's ln_vision)")
+    instruction_aware: bool = Field(
+        True, description="false: BLIP-2's Q-Former, the queries alone read the image (no instruction text; the "
+        "text-only weights are frozen, as nothing reaches them)")
     dropout: float = Field(0.1, ge=0, lt=1, description="hidden and attention dropout (BERT's 0.1)")
     weights: str | None = Field(None, description="local safetensors file of Q-Former weights, HF or LAVIS key layout")
     load_projection: bool = Field(True, description="with `weights`: also load the projection to the decoder "

@@ -9,9 +9,24 @@ and the output is the token sequence [E_before, E_after] (B, 1, 2N, out_dim): th
 instruction-aware Q-Former reads next. Unlike DeltaVLM's public code, which runs CSRM only when
 generating (its training forward feeds the plain concatenated ViT features to the Q-Former), this
 bridge runs the same path in training and generation, so CSRM is trained.
+
+Weight files (`weights`, safetensors; a file or a folder of shards) in DeltaVLM's names (its
+`Blip2VicunaInstruct` attributes, as `checkpoint_best.pth` holds them) or this bridge's own:
+
+    this bridge         DeltaVLM
+    norm.* (norm_input) ln_vision.*
+    context_diff.weight context1.weight       (no bias)
+    context_feat.*      context2.*
+    gate_diff.weight    gate1.weight          (no bias)
+    gate_feat.*         gate2.*
+    fuse.*              context3.*
+
+Every other tensor of the file (ViT, Q-Former, LLM) is skipped unread.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,6 +54,9 @@ class DifferencePerception(Bridge):
         self.gate_feat = nn.Linear(d, d)
         self.dropout = nn.Dropout(config.dropout)
         self.fuse = nn.Linear(3 * d, self.out_dim)
+        # On the meta device (shape checks of full-size recipes) nothing is read from disk.
+        if config.weights is not None and torch.empty(()).device.type != "meta":
+            self.load_weights(config.weights)
 
     def _date(self, feat: torch.Tensor, diff: torch.Tensor) -> torch.Tensor:
         context = self.dropout(torch.tanh(self.context_diff(diff) + self.context_feat(feat)))
@@ -54,3 +72,53 @@ class DifferencePerception(Bridge):
         diff = after - before
         tokens = torch.cat([self._date(before, diff), self._date(after, diff)], dim=1)
         return VisualFeatures(tokens=tokens.unsqueeze(1), maps=features.maps)
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load released IDPM/CSRM weights (DeltaVLM's or this bridge's names, see the module docstring) from
+        safetensors; errors name every missing, unexpected and mis-shaped tensor."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+        if not files or not all(f.is_file() for f in files):
+            raise FileNotFoundError(f"difference_perception weights: no safetensors file at {path}")
+        own = self.state_dict()
+        loaded: dict[str, torch.Tensor] = {}
+        unexpected, mismatched = [], []
+        for file in files:
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():  # safe_open has keys(), no __iter__
+                    name = _bridge_key(key)
+                    if name is None or (name.startswith("norm.") and not isinstance(self.norm, nn.LayerNorm)):
+                        continue  # outside this part (ViT, Q-Former, LLM), or ln_vision with norm_input false
+                    if name not in own:
+                        unexpected.append(key)
+                        continue
+                    tensor = f.get_tensor(key)
+                    if tensor.shape != own[name].shape:
+                        mismatched.append(f"{key}: {tuple(tensor.shape)} in file, {tuple(own[name].shape)} here")
+                    loaded[name] = tensor
+        missing = [k for k in own if k not in loaded]
+        problems = []
+        if missing:
+            problems.append(f"missing {len(missing)}: {', '.join(missing)}")
+        if unexpected:
+            problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:20])}")
+        if mismatched:
+            problems.append(f"shape mismatch {len(mismatched)}: {'; '.join(mismatched[:20])}")
+        if problems:
+            raise ValueError(f"difference_perception weights {path} do not fit this bridge - " + " | ".join(problems))
+        self.load_state_dict(loaded)
+
+
+_DELTAVLM_NAMES = {"ln_vision": "norm", "context1": "context_diff", "context2": "context_feat",
+                   "gate1": "gate_diff", "gate2": "gate_feat", "context3": "fuse"}
+_OWN = tuple(f"{name}." for name in _DELTAVLM_NAMES.values())
+
+
+def _bridge_key(key: str) -> str | None:
+    """A weight file's key -> this bridge's key, or None for tensors outside it."""
+    module, dot, rest = key.partition(".")
+    if dot and module in _DELTAVLM_NAMES:
+        return f"{_DELTAVLM_NAMES[module]}.{rest}"
+    return key if key.startswith(_OWN) else None

@@ -91,6 +91,11 @@ class QFormer(Bridge):
         self.query_tokens = nn.Parameter(torch.randn(1, config.num_queries, config.hidden_size) * 0.02)
         self.memory_norm = nn.LayerNorm(config.in_dim) if config.norm_memory else nn.Identity()
         self.proj = nn.Linear(config.hidden_size, self.out_dim)
+        self.reads_instruction = config.instruction_aware
+        if not config.instruction_aware:  # a trainable parameter without a gradient would stall DDP
+            for name, param in self.named_parameters():
+                if _TEXT_ONLY.match(name):
+                    param.requires_grad_(False)
         self.tokenizer = None
         # On the meta device (shape checks of full-size recipes) nothing is read from disk or the hub.
         if torch.empty(()).device.type != "meta":
@@ -124,12 +129,15 @@ class QFormer(Bridge):
             raise ValueError(f"qformer expects tokens (B, T, N, {self.in_dim}), got {tuple(tokens.shape)}")
         batch = tokens.shape[0]
         instructions = instructions if instructions is not None else [""] * batch
-        if len(instructions) != batch:
+        if self.config.instruction_aware and len(instructions) != batch:
             raise ValueError(f"qformer got {len(instructions)} instructions for a batch of {batch}")
         memory = self.memory_norm(tokens.flatten(1, 2))  # every image of the sample is one memory
-        ids, mask = (t.to(tokens.device) for t in self.tokenize(instructions))
         queries = self.query_tokens.expand(batch, -1, -1)
-        attention = torch.cat([mask.new_ones(queries.shape[:2]), mask], dim=1)
+        if self.config.instruction_aware:
+            ids, mask = (t.to(tokens.device) for t in self.tokenize(instructions))
+            attention = torch.cat([mask.new_ones(queries.shape[:2]), mask], dim=1)
+        else:
+            ids, attention = None, torch.ones(queries.shape[:2], dtype=torch.long, device=tokens.device)
         hidden = self.qformer(input_ids=ids, attention_mask=attention, query_embeds=queries,
                               encoder_hidden_states=memory).last_hidden_state
         out = self.proj(hidden[:, : queries.shape[1]])  # query positions only; the text stays inside

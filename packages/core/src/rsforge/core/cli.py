@@ -42,20 +42,31 @@ def _human(n: int) -> str:
     return str(n)
 
 
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
 def _recipe_check_command(args) -> int:
     from rsforge.core.model import RSForgeModel
     from rsforge.core.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.plugins.registry)
     model = RSForgeModel.from_recipe(recipe, args.plugins, device=args.device)
-    rows = model.parameter_counts()
     print(f"recipe {args.recipe}: '{recipe.name}' assembles on {args.device}")
-    print(f"  {'part':<12} {'name':<18} {'params':>10} {'trainable':>10}")
-    for path, name, total, trainable in rows:
-        print(f"  {path:<12} {name:<18} {_human(total):>10} {_human(trainable):>10}")
-    total = sum(r[2] for r in rows)
-    trainable = sum(r[3] for r in rows)
-    print(f"  {'total':<12} {'':<18} {_human(total):>10} {_human(trainable):>10}")
+    # Weights as each part stores them (an LM's `dtype`, fp32 elsewhere): mixed precision (train.precision)
+    # computes in bf16/fp16 but keeps these weights.
+    print(f"  {'part':<12} {'name':<22} {'params':>10} {'trainable':>10} {'weights':>11}")
+    totals = [0, 0, 0]
+    for path, name, module in model.parts():
+        params = list(module.parameters())
+        row = [sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad),
+               sum(p.numel() * p.element_size() for p in params)]
+        totals = [a + b for a, b in zip(totals, row, strict=True)]
+        print(f"  {path:<12} {name:<22} {_human(row[0]):>10} {_human(row[1]):>10} {_bytes(row[2]):>11}")
+    print(f"  {'total':<12} {'':<22} {_human(totals[0]):>10} {_human(totals[1]):>10} {_bytes(totals[2]):>11}")
     return 0
 
 

@@ -17,7 +17,7 @@ from rsforge.core.batch import Batch, Losses, first_user_turns
 from rsforge.core.interfaces import Generation, GenerationOptions, OnTokens, VisualFeatures
 from rsforge.core.masks import logits_to_mask
 from rsforge.core.plugins import PluginManager
-from rsforge.core.recipe import Recipe, parse_recipe
+from rsforge.core.recipe import Recipe, expand_recipe_dir, parse_recipe
 from rsforge.core.sample import Turn
 
 RECIPE_FILE = "recipe.yaml"
@@ -229,18 +229,22 @@ class RSForgeModel(nn.Module):
         """before, after (B, 3, S, S) -> bool change mask (B, S, S) (binary) or class ids (K > 1)."""
         return logits_to_mask(self.mask_logits(torch.stack([before, after], dim=1), instructions), threshold)
 
-    def parameter_counts(self) -> list[tuple[str, str, int, int]]:
-        """(part path, part name, total, trainable) for each part."""
+    def parts(self) -> list[tuple[str, str, nn.Module]]:
+        """(part path, part name, module) for each part, in recipe order."""
         rows = [] if self.encoder is None else [("encoder", self.recipe.encoder.name, self.encoder)]
         bridges = zip(self.recipe.bridges, self.bridges, strict=True)
         rows += [(f"bridges[{i}]", c.name, m) for i, (c, m) in enumerate(bridges)]
         if self.decoder is not None:
             rows.append(("decoder", self.recipe.decoder.name, self.decoder))
-        rows += [(f"heads[{i}]", c.name, m) for i, (c, m) in enumerate(zip(self.recipe.heads, self.heads, strict=True))]
+        return rows + [(f"heads[{i}]", c.name, m)
+                       for i, (c, m) in enumerate(zip(self.recipe.heads, self.heads, strict=True))]
+
+    def parameter_counts(self) -> list[tuple[str, str, int, int]]:
+        """(part path, part name, total, trainable) for each part."""
         return [
             (path, name, sum(p.numel() for p in m.parameters()),
              sum(p.numel() for p in m.parameters() if p.requires_grad))
-            for path, name, m in rows
+            for path, name, m in self.parts()
         ]
 
     # ---- save and load --------------------------------------------------------------------------
@@ -323,7 +327,8 @@ class RSForgeModel(nn.Module):
         if not recipe_path.is_file():
             raise FileNotFoundError(f"{recipe_path}: missing")
         plugins = plugins or PluginManager()
-        recipe = parse_recipe(yaml.safe_load(recipe_path.read_text()), plugins.registry, source=str(recipe_path))
+        raw = expand_recipe_dir(yaml.safe_load(recipe_path.read_text()), directory)
+        recipe = parse_recipe(raw, plugins.registry, source=str(recipe_path))
         model = cls.from_recipe(recipe, plugins)
         model.load_weights(weights)
         return model.to(device).eval()

@@ -266,6 +266,21 @@ def parse_recipe(raw: Any, registry: Registry, *, source: str | None = None) -> 
     return Recipe(**values)
 
 
+RECIPE_DIR = "${recipe_dir}"
+
+
+def expand_recipe_dir(raw: Any, directory: Path) -> Any:
+    """`${recipe_dir}` in any string of the recipe -> the absolute folder that holds the recipe file, so a
+    model folder (a converted checkpoint: its LM, vision tower, tokenizers beside `recipe.yaml`) can move."""
+    if isinstance(raw, str):
+        return raw.replace(RECIPE_DIR, str(directory.resolve()))
+    if isinstance(raw, dict):
+        return {k: expand_recipe_dir(v, directory) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [expand_recipe_dir(v, directory) for v in raw]
+    return raw
+
+
 def load_recipe(path: str | Path, registry: Registry) -> Recipe:
     path = Path(path)
     if not path.is_file():
@@ -275,6 +290,6 @@ def load_recipe(path: str | Path, registry: Registry) -> Recipe:
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from None
     try:
-        return parse_recipe(raw, registry, source=str(path))
+        return parse_recipe(expand_recipe_dir(raw, path.parent), registry, source=str(path))
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}") from None

@@ -54,8 +54,9 @@ def pretrained_kwargs(config: _LanguageModelConfig) -> dict:
     return kwargs
 
 
-def set_training_mode(model: nn.Module, config: _LanguageModelConfig) -> nn.Module:
-    """Freeze, or wrap in LoRA adapters (base frozen), as the config says."""
+def set_training_mode(model: nn.Module, config: _LanguageModelConfig, task_type: str | None = None) -> nn.Module:
+    """Freeze, or wrap in LoRA adapters (base frozen), as the config says. `task_type` (peft's, e.g.
+    'SEQ_2_SEQ_LM') goes into the exported adapter's config, so `AutoPeftModel*` classes can load it."""
     if config.lora is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -66,7 +67,7 @@ def set_training_mode(model: nn.Module, config: _LanguageModelConfig) -> nn.Modu
             warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
                                     category=FutureWarning)
             return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                                    target_modules=lora.target_modules))
+                                                    target_modules=lora.target_modules, task_type=task_type))
     if config.freeze:
         model.requires_grad_(False)
     return model

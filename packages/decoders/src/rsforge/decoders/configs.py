@@ -68,6 +68,12 @@ class HFCausalLMConfig(_LanguageModelConfig):
     """Any `AutoModelForCausalLM` reading visual tokens as input embeddings."""
 
 
+class HFSeq2SeqLMConfig(_LanguageModelConfig):
+    """Any `AutoModelForSeq2SeqLM` (T5 / FlanT5) whose encoder reads the visual tokens and the prompt,
+    as InstructBLIP's and BLIP-2's FlanT5 variants do. `chat_template` renders the encoder's prompt;
+    without one, a single user turn is its bare text and longer prompts take the built-in role prefixes."""
+
+
 class HFVLMConfig(_LanguageModelConfig):
     """A Hugging Face image-text-to-text model (Qwen2-VL class) that owns its vision tower."""
 

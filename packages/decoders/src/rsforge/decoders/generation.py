@@ -135,18 +135,23 @@ def hf_generate(model, tokenizer, inputs: dict, options: GenerationOptions, *, s
                 max_context: int, on_tokens: OnTokens | None = None) -> Generation:
     """`model.generate(**inputs)` as `options` say. `inputs` holds `attention_mask` and either
     `inputs_embeds` (the output has only new tokens) or `input_ids` (the prompt comes back first).
-    At most `max_context` positions are used: the prompt plus the new tokens."""
+    At most `max_context` positions are used: the prompt plus the new tokens. An encoder-decoder model
+    reads the prompt in its encoder, so its decoder holds only the decoder start token (which comes
+    back first and is dropped) and the new tokens."""
     attn = inputs["attention_mask"]
     prompt = attn.shape[1]
     rows = attn.shape[0] * options.num_return_sequences
     beams = options.num_beams > 1
     if on_tokens is not None and beams:
         raise ValueError("token streaming covers greedy and sampled decoding, not beam search")
-    max_new_tokens = min(options.max_new_tokens, max_context - prompt)
+    if getattr(model.config, "is_encoder_decoder", False):
+        skip = used = 1
+    else:
+        skip, used = (0 if "inputs_embeds" in inputs else prompt), prompt
+    max_new_tokens = min(options.max_new_tokens, max_context - used)
     if max_new_tokens <= 0:
         empty = torch.zeros(rows, 0, dtype=torch.long, device=attn.device)
         return Generation([""] * rows, empty, empty.bool(), empty.float(), ["length"] * rows)
-    skip = 0 if "inputs_embeds" in inputs else prompt
     config = generation_config(options, max_new_tokens, stop_ids, pad_id)
     if beams:
         criteria = StoppingCriteriaList([StopStrings(tokenizer, options.stop, skip)] if options.stop else [])

@@ -90,6 +90,9 @@ class HFVisionConfig(VisionTowerConfig):
 
     pretrained: str | None = None
     config: dict[str, Any] | None = Field(None, description="transformers config dict with model_type")
+    final_norm: bool = Field(
+        True, description="false: leave out the tower's post_layernorm (LAVIS's EVA-ViT-g has none: its BLIP-2 "
+        "norms the tokens with ln_vision, the Q-Former's memory norm)")
 
     @model_validator(mode="after")
     def _check(self) -> HFVisionConfig:

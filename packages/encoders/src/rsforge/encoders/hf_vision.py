@@ -47,10 +47,15 @@ PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
 
 def _tower_class(config) -> type[PreTrainedModel]:
-    try:
+    if type(config) in MODEL_MAPPING:
         return MODEL_MAPPING[type(config)]
-    except KeyError:
-        raise ValueError(f"hf_vision: transformers has no model for config type {type(config).__name__}") from None
+    # BLIP-2 / InstructBLIP vision towers (EVA-ViT-g as released in those checkpoints) have no Auto entry.
+    from transformers import Blip2VisionModel, InstructBlipVisionModel
+
+    blip = {"blip_2_vision_model": Blip2VisionModel, "instructblip_vision_model": InstructBlipVisionModel}
+    if config.model_type in blip:
+        return blip[config.model_type]
+    raise ValueError(f"hf_vision: transformers has no model for config type {type(config).__name__}")
 
 
 def _first_conv(tower: nn.Module) -> tuple[str, nn.Conv2d]:
@@ -84,6 +89,10 @@ class HFVisionEncoder(Encoder):
         else:
             self.tower = _tower_class(self._config_from_dict())(self._config_from_dict())
 
+        if not config.final_norm:
+            if not isinstance(getattr(self.tower, "post_layernorm", None), nn.LayerNorm):
+                raise ValueError(f"final_norm: false, but {type(self.tower).__name__} has no post_layernorm")
+            self.tower.post_layernorm = nn.Identity()
         tcfg = self.tower.config
         self.patch_size = tcfg.patch_size if isinstance(tcfg.patch_size, int) else tcfg.patch_size[0]
         if config.image_size % self.patch_size:
@@ -162,7 +171,8 @@ class HFVisionEncoder(Encoder):
         if report:
             log.warning("%s loaded partly into %s: %s", source, what, report)
         self.load_report = report
-        if tower.config.num_channels != self.config.in_chans:
+        # BLIP-2's tower has no num_channels: its patch embedding reads RGB.
+        if getattr(tower.config, "num_channels", 3) != self.config.in_chans:
             # Multispectral input: rebuild with in_chans bands and refit the loaded weights, stem adapted.
             cfg = tower.config
             state = tower.state_dict()

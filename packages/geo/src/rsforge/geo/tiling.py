@@ -112,10 +112,7 @@ class TiledPredictor:
             flat = F.interpolate(tiles.flatten(0, 1), size=(self.size, self.size), mode=self.mode, **kwargs)
             images = flat.clamp(0, 1).unflatten(0, (n, 2))  # bicubic may overshoot
         with torch.no_grad():
-            if self.prompt is None:
-                logits = self.model.mask_logits(images).float()
-            else:
-                logits = self.model.mask_logits(images, [self.prompt] * n).float()
+            logits = self.model.mask_logits(images, None if self.prompt is None else [self.prompt] * n).float()
         if t != self.size:
             logits = F.interpolate(logits, size=(t, t), mode="bilinear", align_corners=False)
         return mask_probabilities(logits)

@@ -76,11 +76,11 @@ def _native_masks(model, samples: list[Sample], progress: bool) -> tuple[MaskCon
 
 @torch.no_grad()
 def _generate(
-    model, samples: list[Sample], *, batch_size: int, max_new_tokens: int, progress: bool, desc: str,
-    texts: bool = True,
+    model, samples: list[Sample], *, batch_size: int, progress: bool, desc: str,
+    max_new_tokens: int = GenerationOptions.max_new_tokens, texts: bool = True,
 ) -> Iterator[tuple[Batch, list[str], torch.Tensor | None]]:
     """(batch, generated texts, predicted masks or None) per batch; masks where the model has a head,
-    the batch has target masks and they are scored at the model's input size."""
+    the batch has target masks and they are scored at the model's input size; no texts with `texts=False`."""
     model.eval()
     dataset = SampleDataset(samples, model.image_size, model.interpolation, channels=model.in_chans)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
@@ -212,8 +212,8 @@ def evaluate_mask_task(model, samples: list[Sample], *, batch_size: int = 16, pr
         confusion, changed = _native_masks(model, pairs, progress)
     else:
         confusion, changed = MaskConfusion(), {}
-        for batch, _texts, masks in _generate(model, pairs, batch_size=batch_size, max_new_tokens=1,
-                                              progress=progress, desc="eval change_mask", texts=False):
+        for batch, _texts, masks in _generate(model, pairs, batch_size=batch_size, progress=progress,
+                                              desc="eval change_mask", texts=False):
             _update_confusion(confusion, batch, masks)
             changed.update({i: int(m.sum()) for i, m in zip(batch.ids, masks, strict=True)})
     predictions = [{"id": s.id, "mask": s.mask, "changed_pixels": changed[s.id]} for s in pairs]

@@ -1,0 +1,1 @@
+"""Published checkpoints -> rsforge model folders (`rsforge convert`)."""
