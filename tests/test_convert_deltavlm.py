@@ -112,6 +112,8 @@ def test_recipe_keeps_deltavlm_choices(tmp_path):
     assert difference.name == "difference_perception" and difference.norm_input  # ln_vision before CSRM
     assert qformer.name == "qformer" and not qformer.norm_memory and qformer.instruction_aware
     assert (qformer.max_instruction_tokens, qformer.num_queries) == (128, 4)
+    evaluation = model.recipe.eval  # DeltaVLM's evaluate.py decoding
+    assert (evaluation.num_beams, evaluation.max_new_tokens, evaluation.repetition_penalty) == (5, 256, 1.5)
 
 
 def test_without_the_llm_or_vit_it_says_what_to_give(tmp_path, capsys):

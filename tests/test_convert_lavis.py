@@ -51,9 +51,13 @@ def _convert(tmp_path, kind, *, trainable_only=False):
         args += ["--qformer-tokenizer", str(_bert_folder(tmp_path / "bert"))]
     if trainable_only:
         full, _ = tiny_blip2_checkpoint(kind, **SIZES)
+        weights = eva_g_state_dict(full)
+        # eva_vit_g.pth holds one block more than LAVIS builds (40 for 39): an extra block that must not run.
+        weights.update({k.replace("blocks.1.", "blocks.2."): torch.randn_like(v)
+                        for k, v in weights.items() if k.startswith("blocks.1.")})
         eva = tmp_path / "eva_vit_g.pth"
-        torch.save(eva_g_state_dict(full), eva)  # eva_vit_g.pth is a bare state dict
-        args += ["--vision", str(eva)]
+        torch.save(weights, eva)  # eva_vit_g.pth is a bare state dict
+        args += ["--vision", str(eva), "--vision-depth", "2"]
     assert main(args) == 0
     return reference, RSForgeModel.from_pretrained(tmp_path / "out")
 

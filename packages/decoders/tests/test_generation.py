@@ -81,6 +81,24 @@ def test_greedy_equals_transformers_generate_and_a_full_recompute(tiny):
             [counted(out, i) for i in range(3)]
 
 
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_repetition_and_length_penalties_equal_transformers(tiny, num_beams):
+    """DeltaVLM and BLIP-2 decode with repetition_penalty 1.5 (and beams): the same as transformers' own."""
+    dec = tiny().eval()
+    visual = visual_for(3, seed=5)
+    options = {"max_new_tokens": 8, "num_beams": num_beams, "repetition_penalty": 1.5, "length_penalty": 0.5}
+    out = run(dec, visual, CONVS, **options)
+    with torch.no_grad():
+        hf = dec.lm.generate(**dec.generation_inputs(visual, CONVS), do_sample=False, eos_token_id=dec.stop_ids,
+                             pad_token_id=dec.pad_id, **options)
+    for i, row in enumerate(hf.tolist()):
+        assert counted(out, i) == row[: len(counted(out, i))]
+    plain = run(dec, visual, CONVS, max_new_tokens=8, num_beams=num_beams)
+    assert not torch.equal(out.logprobs, plain.logprobs)  # the penalised distribution is what gets scored
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        GenerationOptions(repetition_penalty=0)
+
+
 def test_sampling_equals_transformers_with_the_same_seed_and_scores_the_processed_distribution(tiny):
     dec = tiny().eval()
     visual, convs = visual_for(2), CONVS[:2]

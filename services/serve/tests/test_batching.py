@@ -77,6 +77,20 @@ def test_finish_reasons_and_token_counts_are_the_generations(replica):
         assert outcome["completion_tokens"] == int(generation.mask.sum())
 
 
+def test_beam_search_and_repetition_penalty_answer_as_generate_does(replica):
+    """Beam search reports no steps, so requests with other max_tokens batch apart, each to its own length."""
+    requests = [chat(0, num_beams=3, n=2, repetition_penalty=1.5, max_tokens=3),
+                chat(1, num_beams=3, n=2, repetition_penalty=1.5, max_tokens=7)]
+    outcomes, _ = run(replica, requests)
+    for request, outcome in zip(requests, outcomes, strict=True):
+        generation = replica.model.generate(request.images[None], [request.conversation], num_beams=3,
+                                            num_return_sequences=2, repetition_penalty=1.5,
+                                            max_new_tokens=request.max_tokens)
+        assert outcome["choices"] == list(zip(generation.texts, generation.finish_reasons, strict=True))
+        assert outcome["batch_size"] == 1
+    assert replica.info()["repetition_penalty"] == replica.model.recipe.eval.repetition_penalty == 1.0
+
+
 def test_one_generate_call_per_group_of_compatible_sampling(replica, monkeypatch):
     calls = []
     generate = replica.model.generate

@@ -255,6 +255,20 @@ def test_stream_n_and_stop_are_parsed():
     assert (plain.stream, plain.include_usage, plain.n, plain.stop) == (False, False, 1, ())
 
 
+def test_beams_and_repetition_penalty_default_to_the_model_and_are_checked():
+    body = request()
+    served = parse_chat_request(body, model_name=MODEL, num_images=2, image_size=SIZE, repetition_penalty=1.5)
+    assert (served.repetition_penalty, served.num_beams) == (1.5, 1)  # the recipe's eval.repetition_penalty
+    beams = parse(request(num_beams=5, n=2, repetition_penalty=1.2))
+    assert (beams.num_beams, beams.n, beams.repetition_penalty) == (5, 2, 1.2)
+    assert beams.sampling_key() != parse(request(n=1, repetition_penalty=1.2)).sampling_key()
+    for body, words in ((request(num_beams=2, stream=True), "no stream"), (request(num_beams=2, temperature=0.7),
+                        "temperature 0"), (request(num_beams=2, n=3), "'n' at most"),
+                        (request(repetition_penalty=0), "greater than 0"), (request(num_beams=0), "between 1")):
+        with pytest.raises(APIError, match=words):
+            parse(body)
+
+
 def test_sampling_keys_group_compatible_requests():
     greedy = parse(request()).sampling_key()
     assert parse(request(top_p=0.5, max_tokens=3)).sampling_key() == greedy  # greedy ignores top_p

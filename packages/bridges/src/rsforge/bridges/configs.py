@@ -42,6 +42,10 @@ class QFormerConfig(BridgeConfig):
     tokenizer: str | None = Field(None, description="BERT tokenizer path or hub name; null = hashed words")
     vocab_size: int = Field(30523, ge=2, description="word embedding rows (InstructBLIP: BERT's 30522 + [DEC])")
     norm_memory: bool = Field(True, description="LayerNorm the image tokens first (InstructBLIP's ln_vision)")
+    instruction: Literal["first_turn", "dialogue"] = Field(
+        "first_turn", description="the text it reads: the first user turn, or `dialogue`: the current question "
+        "after the earlier exchanges, as DeltaVLM's Q-Former reads a dialogue ('q .. a .. q ..': lower case, "
+        "no punctuation, 50 words)")
     instruction_aware: bool = Field(
         True, description="false: BLIP-2's Q-Former, the queries alone read the image (no instruction text; the "
         "text-only weights are frozen, as nothing reaches them)")

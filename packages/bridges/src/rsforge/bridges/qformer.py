@@ -92,6 +92,7 @@ class QFormer(Bridge):
         self.memory_norm = nn.LayerNorm(config.in_dim) if config.norm_memory else nn.Identity()
         self.proj = nn.Linear(config.hidden_size, self.out_dim)
         self.reads_instruction = config.instruction_aware
+        self.instruction = config.instruction
         if not config.instruction_aware:  # a trainable parameter without a gradient would stall DDP
             for name, param in self.named_parameters():
                 if _TEXT_ONLY.match(name):

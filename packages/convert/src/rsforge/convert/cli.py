@@ -18,12 +18,16 @@ def _parts_writer(args, src: Path):
     from rsforge.convert import deltavlm, hf_blip, lavis
 
     if args.format in ("lavis", "deltavlm"):
-        convert = lavis.convert if args.format == "lavis" else deltavlm.convert
-        return lambda folder: convert(
-            src, folder, llm=Path(args.llm) if args.llm else None, vision=Path(args.vision) if args.vision else None,
-            vision_heads=args.vision_heads, qformer_heads=args.qformer_heads,
-            qformer_tokenizer=args.qformer_tokenizer)
-    for option in ("llm", "vision", "vision_heads", "qformer_heads", "qformer_tokenizer"):
+        options = {"llm": Path(args.llm) if args.llm else None, "vision": Path(args.vision) if args.vision else None,
+                   "vision_heads": args.vision_heads, "qformer_heads": args.qformer_heads,
+                   "qformer_tokenizer": args.qformer_tokenizer}
+        if args.format == "lavis":
+            return lambda folder: lavis.convert(src, folder, vision_depth=args.vision_depth or lavis.EVA_G_DEPTH,
+                                                **options)
+        if args.vision_depth is not None:
+            raise ValueError("--vision-depth: DeltaVLM's depth is that of the blocks it fine-tuned (37, 38: 39)")
+        return lambda folder: deltavlm.convert(src, folder, **options)
+    for option in ("llm", "vision", "vision_heads", "vision_depth", "qformer_heads", "qformer_tokenizer"):
         if getattr(args, option) is not None:
             raise ValueError(f"--{option.replace('_', '-')}: only for --from lavis or deltavlm (a {args.format} "
                              "folder holds it)")
@@ -57,6 +61,8 @@ def add_commands(cli) -> None:
     lavis.add_argument("--llm", help="the Hugging Face folder of the LLM it was trained with (copied into OUT)")
     lavis.add_argument("--vision", help="EVA-ViT-g weights (eva_vit_g.pth) when the checkpoint has no visual_encoder")
     lavis.add_argument("--vision-heads", type=int, help="EVA attention heads (default: width / 88, as EVA-g)")
+    lavis.add_argument("--vision-depth", type=int, help="EVA blocks LAVIS builds from --vision (default: 39, "
+                       "create_eva_vit_g's depth: eva_vit_g.pth's 40th block is never run)")
     lavis.add_argument("--qformer-heads", type=int, help="Q-Former attention heads (default: width / 64, as BERT)")
     lavis.add_argument("--qformer-tokenizer", help="BERT tokenizer folder for InstructBLIP's instruction "
                        "(default: the hub's bert-base-uncased)")

@@ -31,12 +31,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rsforge.convert.checkpoint import Checkpoint, ConversionError, check_keys, write_weights
-from rsforge.convert.lavis import _copy_llm, _qformer_recipe, _qformer_tokenizer, convert_vision
+from rsforge.convert.lavis import EVA_G_DEPTH, _copy_llm, _Eva, _qformer_recipe, _qformer_tokenizer, convert_vision
 
-EVA_G_DEPTH = 39  # eva_vit.py create_eva_vit_g: VisionTransformer(..., depth=39, ...)
 CSRM = ("ln_vision.", "context1.", "context2.", "gate1.", "gate2.", "context3.")
 UNUSED = ("vision_proj.", "text_proj.")  # + "temp": the contrastive heads of a commented-out ITC loss
 _BLOCK = re.compile(r"blocks\.(\d+)\.")
@@ -48,33 +45,6 @@ def _csrm_shapes(width: int) -> dict[str, tuple[int, ...]]:
     return {"ln_vision.weight": (width,), "ln_vision.bias": (width,), "context1.weight": square,
             "context2.weight": square, "context2.bias": (width,), "gate1.weight": square, "gate2.weight": square,
             "gate2.bias": (width,), "context3.weight": (width, 3 * width), "context3.bias": (width,)}
-
-
-class _Eva:
-    """The EVA DeltaVLM runs, keyed without prefix: `eva_vit_g.pth` as create_eva_vit_g loads it (blocks from
-    `depth` on are never run), then the checkpoint's `visual_encoder.*` on top (load_from_pretrained)."""
-
-    def __init__(self, checkpoint: Checkpoint, vision: Checkpoint | None, depth: int) -> None:
-        self.path = Path(f"{vision.path} + {checkpoint.path}") if vision is not None else checkpoint.path
-        self._where: dict[str, tuple[Checkpoint, str]] = {}
-        for key in vision.keys() if vision is not None else []:
-            match = _BLOCK.match(key)
-            if match is None or int(match.group(1)) < depth:
-                self._where[key] = (vision, key)
-        for key in checkpoint.keys():
-            if key.startswith("visual_encoder."):
-                self._where[key.removeprefix("visual_encoder.")] = (checkpoint, key)
-
-    def keys(self) -> list[str]:
-        return list(self._where)
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        source, name = self._where[key]
-        return source.shape(name)
-
-    def get(self, key: str) -> torch.Tensor:
-        source, name = self._where[key]
-        return source.get(name)
 
 
 def _eva(checkpoint: Checkpoint, keys: list[str], vision: Path | None) -> _Eva:
@@ -123,6 +93,7 @@ def convert(src: Path, out: Path, *, llm: Path | None, vision: Path | None = Non
         raise ConversionError(f"{src}: no Qformer.bert.embeddings.word_embeddings: DeltaVLM's Q-Former reads the "
                               "instruction (qformer_text_input: True)")
     qformer["norm_memory"] = False  # generate: encoder_hidden_states=image_embeds, the context3 outputs as they are
+    qformer["instruction"] = "dialogue"  # its dataset.py: the history's q/a pairs, then the question
     encoder = convert_vision(eva, "", out, vision_heads)
     write_weights(out, [(k, lambda k=k: checkpoint.get(k)) for k in csrm_keys], name="difference_perception")
     write_weights(out, [(k, lambda k=k: checkpoint.get(k)) for k in qformer_keys if not k.startswith("Qformer.cls.")],
@@ -130,4 +101,6 @@ def convert(src: Path, out: Path, *, llm: Path | None, vision: Path | None = Non
     difference = {"name": "difference_perception", "norm_input": True, "dropout": 0.5,
                   "weights": "${recipe_dir}/difference_perception.safetensors"}
     decoder = _copy_llm(llm, out, "llm_proj", checkpoint.shape("llm_proj.weight")[0])
-    return {"encoder": encoder, "bridges": [difference, qformer], "decoder": decoder}
+    # How DeltaVLM scores itself (evaluate.py -> predict_answers): 5 beams, up to 256 tokens, repetition penalty 1.5.
+    evaluation = {"num_beams": 5, "max_new_tokens": 256, "repetition_penalty": 1.5}
+    return {"encoder": encoder, "bridges": [difference, qformer], "decoder": decoder, "eval": evaluation}

@@ -31,6 +31,7 @@ from rsforge.convert.hf_blip import PROMPT_TEMPLATE, TOKENIZER_FILES
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 PROJECTIONS = ("llm_proj", "t5_proj", "opt_proj")
 _BLOCK = re.compile(r"blocks\.(\d+)\.(.+)")
+EVA_G_DEPTH = 39  # eva_vit.py create_eva_vit_g: VisionTransformer(..., depth=39, ...)
 _BLOCK_NAMES = {"norm1": "layer_norm1", "norm2": "layer_norm2", "attn.qkv": "self_attn.qkv",
                 "attn.proj": "self_attn.projection", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
 _TOP = {"cls_token": "embeddings.class_embedding", "pos_embed": "embeddings.position_embedding",
@@ -73,13 +74,46 @@ def _eva_shapes(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]
     return out
 
 
-def _vision_source(checkpoint: Checkpoint, vision: Path | None) -> tuple[Checkpoint, str]:
+class _Eva:
+    """The EVA DeltaVLM runs, keyed without prefix: `eva_vit_g.pth` as create_eva_vit_g loads it (blocks from
+    `depth` on are never run), then the checkpoint's `visual_encoder.*` on top (load_from_pretrained)."""
+
+    def __init__(self, checkpoint: Checkpoint, vision: Checkpoint | None, depth: int) -> None:
+        self.path = Path(f"{vision.path} + {checkpoint.path}") if vision is not None else checkpoint.path
+        self._where: dict[str, tuple[Checkpoint, str]] = {}
+        for key in vision.keys() if vision is not None else []:
+            match = _BLOCK.match(key)
+            if match is None or int(match.group(1)) < depth:
+                self._where[key] = (vision, key)
+        for key in checkpoint.keys():
+            if key.startswith("visual_encoder."):
+                self._where[key.removeprefix("visual_encoder.")] = (checkpoint, key)
+
+    def keys(self) -> list[str]:
+        return list(self._where)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        source, name = self._where[key]
+        return source.shape(name)
+
+    def get(self, key: str) -> torch.Tensor:
+        source, name = self._where[key]
+        return source.get(name)
+
+
+def _vision_source(checkpoint: Checkpoint, vision: Path | None, depth: int) -> tuple[Checkpoint | _Eva, str]:
     if any(k.startswith("visual_encoder.") for k in checkpoint.keys()):
         return checkpoint, "visual_encoder."
     if vision is None:
         raise ConversionError(f"{checkpoint.path}: no visual_encoder.* tensors (LAVIS saves only what trains when "
                               "the ViT is frozen); give the EVA-ViT-g weights with --vision eva_vit_g.pth")
-    return Checkpoint(vision), ""
+    base = Checkpoint(vision)
+    blocks = 1 + max((int(m.group(1)) for k in base.keys() if (m := _BLOCK.fullmatch(k))), default=-1)
+    if blocks < depth:
+        raise ConversionError(f"{vision}: {blocks} EVA blocks, but LAVIS builds {depth} (--vision-depth)")
+    # create_eva_vit_g builds `depth` blocks and loads the file with strict=False: eva_vit_g.pth's 40th block
+    # is never run.
+    return _Eva(checkpoint, base, depth), ""
 
 
 def convert_vision(source: Checkpoint, prefix: str, out: Path, heads: int | None) -> dict[str, Any]:
@@ -205,7 +239,8 @@ def _copy_llm(llm: Path, out: Path, projection: str, width: int) -> dict[str, An
 
 
 def convert(src: Path, out: Path, *, llm: Path | None, vision: Path | None = None, vision_heads: int | None = None,
-            qformer_heads: int | None = None, qformer_tokenizer: str | None = None) -> dict[str, Any]:
+            vision_depth: int = EVA_G_DEPTH, qformer_heads: int | None = None,
+            qformer_tokenizer: str | None = None) -> dict[str, Any]:
     """Write the parts of the LAVIS checkpoint `src` (+ its LLM, + EVA weights if not inside) into `out`."""
     checkpoint = Checkpoint(src)
     if llm is None:
@@ -220,7 +255,7 @@ def convert(src: Path, out: Path, *, llm: Path | None, vision: Path | None = Non
         raise ConversionError(f"{src}: unexpected {len(stray)} tensors for a LAVIS BLIP-2 / InstructBLIP: "
                               f"{', '.join(stray[:8])}")
     bridge = _qformer_recipe(checkpoint, bridge_keys, qformer_heads, _qformer_tokenizer(qformer_tokenizer, out))
-    encoder = convert_vision(*_vision_source(checkpoint, vision), out, vision_heads)
+    encoder = convert_vision(*_vision_source(checkpoint, vision, vision_depth), out, vision_heads)
     # LAVIS's own key layout: the qformer bridge reads it (Qformer.bert.*, ln_vision.*, *_proj.*).
     write_weights(out, [(k, lambda k=k: checkpoint.get(k)) for k in bridge_keys
                         if not k.startswith("Qformer.cls.")], name="qformer")

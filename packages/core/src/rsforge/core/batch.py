@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, replace
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -15,6 +17,38 @@ def first_user_turns(conversations: list[list[Turn]]) -> list[str]:
     """Each conversation's first user turn: what an instruction-aware bridge reads and what a
     text-guided head is steered by, in training and generation alike."""
     return [next((t.text for t in turns if t.role == "user"), "") for turns in conversations]
+
+
+def _blip_caption(text: str, max_words: int = 50) -> str:
+    """LAVIS's `BlipCaptionProcessor.pre_caption`: lower case, `.!"()*#:;~` to spaces, at most 50 words."""
+    text = re.sub(r"\s{2,}", " ", re.sub(r"([.!\"()*#:;~])", " ", text.lower())).strip(" ")
+    return " ".join(text.split(" ")[:max_words])
+
+
+def dialogue_questions(conversations: list[list[Turn]]) -> list[str]:
+    """Each conversation's current question after the exchanges before it, as DeltaVLM's dataset writes its
+    Q-Former text for a dialogue: `' '.join(f" q: {q} a: {a}" ...).strip() + '  q: ' + question`, `<image>`
+    markers removed, then LAVIS's `blip_caption` processing. A first question stands alone, as DeltaVLM's
+    inference asks it. The current question is the last user turn (in training, the one the last answer
+    replies to)."""
+    out = []
+    for turns in conversations:
+        turns = turns[:-1] if turns and turns[-1].role == "assistant" else turns
+        users = [i for i, t in enumerate(turns) if t.role == "user"]
+        if not users:
+            out.append("")
+            continue
+        history = turns[: users[-1]]
+        pairs = [(q.text, a.text) for q, a in pairwise(history)
+                 if q.role == "user" and a.role == "assistant"]
+        context = " ".join(f" q: {q} a: {a}" for q, a in pairs).strip()
+        question = turns[users[-1]].text
+        text = f"{context}  q: {question}" if context else question
+        out.append(_blip_caption(text.replace("<image>", " ")))
+    return out
+
+
+INSTRUCTIONS = {"first_turn": first_user_turns, "dialogue": dialogue_questions}
 
 
 @dataclass

@@ -69,7 +69,9 @@ class Bridge(nn.Module):
     """VisualFeatures -> VisualFeatures. `bitemporal` bridges read both dates and fuse them (T: 2 -> 1).
 
     `instructions`: each sample's instruction (its first user turn), for bridges that condition on it
-    (`reads_instruction = True`, e.g. an instruction-aware Q-Former); others ignore it. Bridges pass
+    (`reads_instruction = True`, e.g. an instruction-aware Q-Former); others ignore it. `instruction` says
+    which text of a conversation that is (`rsforge.core.batch.INSTRUCTIONS`): `first_turn`, or `dialogue`
+    (the current question after the exchanges before it, as DeltaVLM writes it). Bridges pass
     the encoder's `maps` on with the dates kept apart; a bridge with `aligns_maps = True` returns them
     transformed (still (B, 2, C_i, H_i, W_i)), and mask heads then read its maps.
     """
@@ -78,6 +80,7 @@ class Bridge(nn.Module):
     out_dim: int
     bitemporal: bool = False
     reads_instruction: bool = False
+    instruction: str = "first_turn"
     aligns_maps: bool = False
 
     def forward(self, features: VisualFeatures, instructions: list[str] | None = None) -> VisualFeatures:
@@ -89,7 +92,9 @@ class GenerationOptions:
     """How to decode: the one place that holds the defaults of every generation path.
 
     Greedy at temperature 0, else multinomial sampling with temperature and top-p; `num_beams > 1`:
-    beam search. `num_return_sequences` answers per input, input-major. A row ends at the decoder's
+    beam search, its scores divided by length ** `length_penalty`. `repetition_penalty` > 1 lowers the
+    logits of tokens already generated (CTRL's penalty, as `transformers` applies it; BLIP-2 / DeltaVLM
+    decode with 1.5). `num_return_sequences` answers per input, input-major. A row ends at the decoder's
     stop tokens or once its text contains one of `stop` (the text is cut there)."""
 
     max_new_tokens: int = 32
@@ -98,6 +103,8 @@ class GenerationOptions:
     num_beams: int = 1
     num_return_sequences: int = 1
     stop: tuple[str, ...] = ()
+    repetition_penalty: float = 1.0
+    length_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))
@@ -107,6 +114,8 @@ class GenerationOptions:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1 = none), got {self.repetition_penalty}")
         if self.num_beams < 1 or self.num_return_sequences < 1:
             raise ValueError("num_beams and num_return_sequences must be >= 1")
         if self.num_beams > 1 and self.temperature > 0:

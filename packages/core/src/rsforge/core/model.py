@@ -13,7 +13,7 @@ from torch import nn
 
 from rsforge.core.assembler import assemble_parts
 from rsforge.core.atomic import atomic_dir
-from rsforge.core.batch import Batch, Losses, first_user_turns
+from rsforge.core.batch import INSTRUCTIONS, Batch, Losses, first_user_turns
 from rsforge.core.interfaces import Generation, GenerationOptions, OnTokens, VisualFeatures
 from rsforge.core.masks import logits_to_mask
 from rsforge.core.plugins import PluginManager
@@ -114,9 +114,15 @@ class RSForgeModel(nn.Module):
                 f"got {tuple(images.shape)}"
             )
 
-    def bridge(self, features: VisualFeatures, instructions: list[str] | None = None) -> VisualFeatures:
+    def bridge(self, features: VisualFeatures, instructions: list[str] | None = None,
+               conversations: list[list[Turn]] | None = None) -> VisualFeatures:
+        """Run the bridge chain; a bridge that reads instructions gets the text of each conversation that its
+        `instruction` names (else `instructions`, the first user turns or a caller's prompts)."""
         for bridge in self.bridges:
-            features = bridge(features, instructions)
+            text = instructions
+            if bridge.reads_instruction and conversations is not None:
+                text = INSTRUCTIONS[bridge.instruction](conversations)
+            features = bridge(features, text)
         return features
 
     def decoder_input(self, images: torch.Tensor, conversations: list[list[Turn]],
@@ -125,7 +131,7 @@ class RSForgeModel(nn.Module):
         if self.reads_images:
             self._check_images(images)
             return images
-        bridged = self.bridge(self.features_of(images, features), first_user_turns(conversations))
+        bridged = self.bridge(self.features_of(images, features), first_user_turns(conversations), conversations)
         return bridged.tokens.flatten(1, 2)
 
     def _heads_read_bridges(self) -> bool:
@@ -154,7 +160,7 @@ class RSForgeModel(nn.Module):
         losses = Losses(total=features.tokens.new_zeros(()))
         bridged = None  # run the bridges once, for the decoder and every head that reads them
         if self.decoder is not None or self._heads_read_bridges():
-            bridged = self.bridge(features, instructions)
+            bridged = self.bridge(features, instructions, batch.conversations)
         if self.decoder is not None:
             losses.lm = self.decoder(bridged.tokens.flatten(1, 2), batch.conversations)
             losses.total = losses.total + weight * losses.lm

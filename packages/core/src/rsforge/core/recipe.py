@@ -130,6 +130,10 @@ class EvalConfig(BaseModel):
     split: Literal["val", "test"] = "test"
     batch_size: int = Field(16, ge=1)
     max_new_tokens: int = Field(24, ge=1)
+    num_beams: int = Field(1, ge=1, description="beam search width for text answers (1: greedy)")
+    repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeating generated tokens (the "
+                                      "default of served answers too)")
+    length_penalty: float = Field(1.0, description="beam scores are divided by length ** this")
     panels: int = Field(4, ge=0, description="before/after/mask panels written to the report")
     mask_resolution: Literal["native", "model"] = Field(
         "native", description="native: change masks predicted and scored at each pair's own size, in blended "

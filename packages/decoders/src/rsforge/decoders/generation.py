@@ -11,6 +11,8 @@ step, so it ends candidates with the stateless `StopStrings` and scores them aft
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from transformers import (
     GenerationConfig,
@@ -46,16 +48,18 @@ def clear_generation_defaults(model) -> None:
 
 def generation_config(options: GenerationOptions, max_new_tokens: int, stop_ids: list[int], pad_id: int
                       ) -> GenerationConfig:
-    """The config `hf_generate` passes: decoding mode, lengths and special ids, top-k off and the
-    penalties checkpoints set held neutral (`clear_generation_defaults` keeps out the rest). Temperature
-    and top-p are not here: `sampling_processors` applies them, so that `StepLogprobs` runs after them."""
+    """The config `hf_generate` passes: decoding mode, lengths and special ids, top-k off, the penalties
+    `options` ask for and none that a checkpoint sets (`clear_generation_defaults` keeps out the rest).
+    Temperature and top-p are not here: `sampling_processors` applies them, so that `StepLogprobs` runs
+    after them."""
     beams = options.num_beams > 1
     mode = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0} if options.temperature > 0 else \
         {"do_sample": False}
     return GenerationConfig(
         max_new_tokens=max_new_tokens, num_beams=options.num_beams, num_return_sequences=options.num_return_sequences,
-        eos_token_id=list(stop_ids), pad_token_id=pad_id, use_cache=True, repetition_penalty=1.0,
-        no_repeat_ngram_size=0, length_penalty=1.0, early_stopping=False, return_dict_in_generate=beams,
+        eos_token_id=list(stop_ids), pad_token_id=pad_id, use_cache=True, repetition_penalty=options.repetition_penalty,
+        no_repeat_ngram_size=0, length_penalty=options.length_penalty if beams else 1.0, early_stopping=False,
+        return_dict_in_generate=beams,
         output_scores=beams, **mode)
 
 
@@ -153,7 +157,17 @@ def hf_generate(model, tokenizer, inputs: dict, options: GenerationOptions, *, s
         empty = torch.zeros(rows, 0, dtype=torch.long, device=attn.device)
         return Generation([""] * rows, empty, empty.bool(), empty.float(), ["length"] * rows)
     config = generation_config(options, max_new_tokens, stop_ids, pad_id)
-    if beams:
+    with warnings.catch_warnings():
+        # From embeddings the prompt has no ids, so a repetition penalty sees only the new tokens: as LAVIS and
+        # DeltaVLM decode, and what rsforge means by it.
+        warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
+        return _generate(model, tokenizer, inputs, options, config, skip, rows, stop_ids, pad_id, on_tokens)
+
+
+def _generate(model, tokenizer, inputs: dict, options: GenerationOptions, config: GenerationConfig, skip: int,
+              rows: int, stop_ids: list[int], pad_id: int, on_tokens: OnTokens | None) -> Generation:
+    attn = inputs["attention_mask"]
+    if options.num_beams > 1:
         criteria = StoppingCriteriaList([StopStrings(tokenizer, options.stop, skip)] if options.stop else [])
         out = model.generate(**inputs, generation_config=config, stopping_criteria=criteria)
         token_ids = out.sequences[:, skip:]

@@ -82,13 +82,17 @@ def _generate(
     """(batch, generated texts, predicted masks or None) per batch; masks where the model has a head,
     the batch has target masks and they are scored at the model's input size; no texts with `texts=False`."""
     model.eval()
+    texts = texts and model.decoder is not None
+    if texts:  # the recipe's decoding: beams and penalties (DeltaVLM: 5 beams, penalty 1.5)
+        cfg = model.recipe.eval
+        options = GenerationOptions(max_new_tokens=max_new_tokens, num_beams=cfg.num_beams,
+                                    repetition_penalty=cfg.repetition_penalty, length_penalty=cfg.length_penalty)
     dataset = SampleDataset(samples, model.image_size, model.interpolation, channels=model.in_chans)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     # disable=None: no bar when the output is not a terminal (a log file would get one \r-joined line)
     with tqdm(total=len(samples), desc=desc, unit="sample", disable=None if progress else True) as bar:
         for batch in loader:
-            answers = (model.generate(batch.images, batch.prompts, max_new_tokens=max_new_tokens).texts
-                       if texts and model.decoder is not None else [""] * len(batch))
+            answers = model.generate(batch.images, batch.prompts, options).texts if texts else [""] * len(batch)
             masks = None
             if model.mask_heads and batch.masks is not None and not _native(model):
                 masks = model.predict_mask(batch.images[:, 0], batch.images[:, 1], instructions=batch.instructions)

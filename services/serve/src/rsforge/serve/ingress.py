@@ -193,6 +193,7 @@ class Ingress:
             parse_chat_request, body, model_name=name, num_images=info["num_images"],
             image_size=info["image_size"], interpolation=info["interpolation"], fetch=self.fetch,
             limits=self.limits, max_context=info.get("max_context"),
+            repetition_penalty=info.get("repetition_penalty", 1.0),
         )
         handle = self.models[name]
         if chat.stream:

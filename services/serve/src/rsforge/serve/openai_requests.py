@@ -58,7 +58,7 @@ _UNSUPPORTED_FIELDS = {
 }
 _KNOWN_FIELDS = (
     {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stream",
-     "stream_options", "stop"}
+     "stream_options", "stop", "repetition_penalty", "num_beams"}
     | _IGNORED_FIELDS
     | _UNSUPPORTED_FIELDS
 )
@@ -79,12 +79,14 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     stream: bool = False
     include_usage: bool = False
+    repetition_penalty: float = 1.0
+    num_beams: int = 1
 
     def sampling_key(self) -> tuple:
         """Requests with equal keys can share one batched `generate` call. Greedy decoding ignores
         top_p, so all greedy requests share a key."""
         top_p = 1.0 if self.temperature == 0 else self.top_p
-        return (self.temperature, top_p, self.stop, self.n)
+        return (self.temperature, top_p, self.stop, self.n, self.repetition_penalty, self.num_beams)
 
 
 def load_json(raw: bytes) -> Any:
@@ -126,11 +128,14 @@ def parse_chat_request(
     fetch: Fetch | None = None,
     limits: Limits = DEFAULT_LIMITS,
     max_context: int | None = None,
+    repetition_penalty: float = 1.0,
 ) -> ChatRequest:
     """Validate an OpenAI chat-completion request body for the served model `model_name`, which reads
     `num_images` images of `image_size` pixels per conversation and a prompt of at most `max_context`
     tokens (None: not checked here). Remote image URLs are read with `fetch` (None: refused). Text and
-    image sizes are checked against `limits` before any image is decoded."""
+    image sizes are checked against `limits` before any image is decoded. `repetition_penalty` is the
+    model's default (its recipe's `eval.repetition_penalty`); the vLLM-style extensions `repetition_penalty`
+    and `num_beams` (beam search: greedy, not streamed) override it per request."""
     if not isinstance(body, dict):
         raise APIError(400, f"the request body must be a JSON object, got {json_type(body)}")
     for key in body:
@@ -157,7 +162,10 @@ def parse_chat_request(
     n = _number(body, "n", 1, integer=True)
     if not 1 <= n <= MAX_CHOICES:
         raise APIError(400, f"'n' must be between 1 and {MAX_CHOICES}, got {n}", param="n")
-    if n > 1 and temperature == 0:
+    num_beams = _number(body, "num_beams", 1, integer=True)
+    if not 1 <= num_beams <= MAX_CHOICES:
+        raise APIError(400, f"'num_beams' must be between 1 and {MAX_CHOICES}, got {num_beams}", param="num_beams")
+    if n > 1 and temperature == 0 and num_beams == 1:
         raise APIError(
             400,
             f"'n' = {n} needs sampling: set 'temperature' to at least {MIN_SAMPLING_TEMPERATURE} "
@@ -165,6 +173,13 @@ def parse_chat_request(
             param="n",
         )
     stop = _stop(body.get("stop"))
+    repetition_penalty = _number(body, "repetition_penalty", repetition_penalty)
+    if not 0.0 < repetition_penalty <= 2.0:
+        raise APIError(400, f"'repetition_penalty' must be greater than 0 and at most 2, got {repetition_penalty}",
+                       param="repetition_penalty")
+    if num_beams > 1 and (temperature > 0 or stream or n > num_beams):
+        raise APIError(400, "'num_beams' > 1 is beam search: deterministic (temperature 0), answered whole (no "
+                       "stream), with 'n' at most 'num_beams'", param="num_beams")
 
     conversation, image_bytes = _parse_messages(body.get("messages"), fetch, limits)
     check_prompt([turn.text for turn in conversation], max_context, limits)
@@ -181,6 +196,7 @@ def parse_chat_request(
     return ChatRequest(
         model, conversation, torch.stack(images), max_tokens, temperature, top_p,
         n=n, stop=stop, stream=bool(stream), include_usage=include_usage,
+        repetition_penalty=repetition_penalty, num_beams=num_beams,
     )
 
 

@@ -67,6 +67,11 @@ class ChatCompletionRequest(BaseModel):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = Field(default=None, description=f"at most {MAX_STOP_STRINGS} strings")
+    # Extensions (vLLM's names): the model's decoding as its authors evaluate it, e.g. DeltaVLM's 1.5 / 5 beams.
+    repetition_penalty: float | None = Field(default=None, gt=0, le=2,
+                                             description="default: the model recipe's eval.repetition_penalty")
+    num_beams: int | None = Field(default=None, ge=1, le=MAX_CHOICES,
+                                  description="beam search (temperature 0, not streamed, n <= num_beams)")
     # Accepted and ignored (they tune sampling statistics or bookkeeping only).
     frequency_penalty: float | None = None
     presence_penalty: float | None = None

@@ -90,6 +90,7 @@ class ModelDeployment:
             "masks": bool(self.model.mask_heads),
             "streams_tokens": self.streams,
             "prompts": self.prompts,
+            "repetition_penalty": self.model.recipe.eval.repetition_penalty,
         }
 
     # ---- chat -----------------------------------------------------------------------------------
@@ -121,7 +122,9 @@ class ModelDeployment:
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, pending in enumerate(pendings):
             key = pending.request.sampling_key()
-            groups[key if streams else (*key, pending.request.max_tokens)].append(i)
+            # Token by token, each row ends at its own max_tokens; beam search reports no steps, so it groups by it.
+            by_step = streams and pending.request.num_beams == 1
+            groups[key if by_step else (*key, pending.request.max_tokens)].append(i)
         outcomes: list[dict[str, Any]] = [{}] * len(pendings)
         for indices in groups.values():
             for i, outcome in zip(indices, self._run_group([pendings[i] for i in indices]), strict=True):
@@ -155,12 +158,15 @@ class ModelDeployment:
                 top_p=first.top_p,
                 num_return_sequences=n,
                 stop=first.stop,
+                num_beams=first.num_beams,
+                repetition_penalty=first.repetition_penalty,
             )
             images = torch.stack([p.request.images for p in group]).to(self.device)
             conversations = [p.request.conversation for p in group]
             with self._model_lock:
+                stepwise = self.streams and first.num_beams == 1  # beam search reports no steps
                 generation = self.model.generate(images, conversations, options,
-                                                 on_tokens=on_tokens if self.streams else None)
+                                                 on_tokens=on_tokens if stepwise else None)
         except Exception as exc:
             if len(group) > 1:
                 # Whatever failed may be one request's doing (a prompt over the context, text a tokenizer
