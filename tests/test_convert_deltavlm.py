@@ -28,17 +28,16 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import AutoConfig, AutoModelForCausalLM, BertTokenizer
 
 from rsforge.bridges.configs import DifferencePerceptionConfig
 from rsforge.bridges.difference_perception import DifferencePerception
 from rsforge.core.cli import main
 from rsforge.core.model import RSForgeModel
 from rsforge.core.sample import Turn
-from rsforge.decoders.word_level import SPECIALS, build_tokenizer
 
 from .fixtures.deltavlm_reference import EVA_G_DEPTH, released_state_dict, save_deltavlm_pth, tiny_deltavlm
 from .fixtures.lavis_reference import randomise, tiny_eva
+from .fixtures.tiny_folders import bert_folder, llm_folder
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
@@ -50,17 +49,11 @@ HEADS = ["--vision-heads", "2", "--qformer-heads", "2"]
 
 
 def _llm_folder(folder):
-    vocab = SPECIALS + WORDS
-    config = AutoConfig.for_model(**LLM, vocab_size=len(vocab), pad_token_id=0, bos_token_id=2, eos_token_id=3)
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    build_tokenizer(vocab).save_pretrained(folder)
-    return folder
+    return llm_folder(folder, LLM, WORDS)
 
 
 def _bert_folder(folder):
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(folder)
-    return folder
+    return bert_folder(folder, WORDS)
 
 
 def _eva_vit_g(reference, path):

@@ -8,14 +8,14 @@ import json
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, BertTokenizer
+from transformers import BertTokenizer
 
 from rsforge.core.cli import main
 from rsforge.core.model import RSForgeModel
 from rsforge.core.sample import Turn
-from rsforge.decoders.word_level import SPECIALS, build_tokenizer
 
 from .fixtures.lavis_reference import eva_g_state_dict, save_lavis_pth, tiny_blip2_checkpoint
+from .fixtures.tiny_folders import bert_folder, llm_folder
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
@@ -29,17 +29,11 @@ SIZES = {"vision_heads": 2, "qformer_heads": 2}
 
 
 def _llm_folder(folder, kind):
-    vocab = SPECIALS + WORDS
-    config = AutoConfig.for_model(**LLM[kind], vocab_size=len(vocab), pad_token_id=0, bos_token_id=2, eos_token_id=3)
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    build_tokenizer(vocab).save_pretrained(folder)
-    return folder
+    return llm_folder(folder, LLM[kind], WORDS)
 
 
 def _bert_folder(folder):
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(folder)
-    return folder
+    return bert_folder(folder, WORDS)
 
 
 def _convert(tmp_path, kind, *, trainable_only=False):
@@ -101,3 +95,26 @@ def test_without_the_llm_or_vit_it_says_what_to_give(tmp_path, capsys):
     assert main(["convert", "--from", "lavis", str(pth), str(tmp_path / "out"), "--llm", str(llm), *heads]) != 0
     assert "--vision eva_vit_g.pth" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_eva_vit_g_alone_becomes_an_hf_vision_tower(tmp_path, capsys):
+    """`--from lavis-eva`: the encoder built from OUT gives LAVIS's EVA tokens (all of them, no final norm)."""
+    from rsforge.encoders.configs import HFVisionConfig
+    from rsforge.encoders.hf_vision import HFVisionEncoder
+
+    full, reference = tiny_blip2_checkpoint("blip2", **SIZES)
+    weights = eva_g_state_dict(full)
+    weights.update({k.replace("blocks.1.", "blocks.2."): torch.randn_like(v)
+                    for k, v in weights.items() if k.startswith("blocks.1.")})  # the 40th block: not run
+    torch.save(weights, tmp_path / "eva_vit_g.pth")
+    out = tmp_path / "eva"
+    assert main(["convert", "--from", "lavis-eva", str(tmp_path / "eva_vit_g.pth"), str(out), "--vision-heads", "2",
+                 "--vision-depth", "2"]) == 0
+    assert "final_norm: false" in capsys.readouterr().out
+    encoder = HFVisionEncoder(HFVisionConfig(name="hf_vision", pretrained=str(out), image_size=28,
+                                             keep_prefix_tokens=True, final_norm=False)).eval()
+    images = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        tokens, _ = encoder(images)  # mean/std from OUT's preprocessor_config.json: CLIP's, as LAVIS
+        expected = reference.model.visual_encoder((images - CLIP_MEAN) / CLIP_STD)
+    torch.testing.assert_close(tokens, expected, atol=1e-4, rtol=0)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from rsforge.bridges.configs import DifferencePerceptionConfig
+from rsforge.core.errors import weights_misfit
 from rsforge.core.interfaces import Bridge, VisualFeatures
 
 
@@ -98,16 +99,9 @@ class DifferencePerception(Bridge):
                     if tensor.shape != own[name].shape:
                         mismatched.append(f"{key}: {tuple(tensor.shape)} in file, {tuple(own[name].shape)} here")
                     loaded[name] = tensor
-        missing = [k for k in own if k not in loaded]
-        problems = []
-        if missing:
-            problems.append(f"missing {len(missing)}: {', '.join(missing)}")
-        if unexpected:
-            problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:20])}")
-        if mismatched:
-            problems.append(f"shape mismatch {len(mismatched)}: {'; '.join(mismatched[:20])}")
-        if problems:
-            raise ValueError(f"difference_perception weights {path} do not fit this bridge - " + " | ".join(problems))
+        misfit = weights_misfit([k for k in own if k not in loaded], unexpected, mismatched)
+        if misfit:
+            raise ValueError(f"difference_perception weights {path} do not fit this bridge - {misfit}")
         self.load_state_dict(loaded)
 
 

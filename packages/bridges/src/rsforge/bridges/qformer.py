@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from rsforge.bridges.configs import QFormerConfig
+from rsforge.core.errors import weights_misfit
 from rsforge.core.interfaces import Bridge, VisualFeatures
 from rsforge.core.text import hashed_word_ids
 
@@ -174,15 +175,9 @@ class QFormer(Bridge):
         text_free = "qformer.embeddings.word_embeddings.weight" not in loaded  # a BLIP-2 file
         missing = [k for k in own if k.startswith(wanted) and k not in loaded
                    and not (text_free and _TEXT_ONLY.match(k))]
-        problems = []
-        if missing:
-            hint = " (a file without projection: set load_projection: false)" if any(
-                k.startswith("proj.") for k in missing) else ""
-            problems.append(f"missing {len(missing)}{hint}: {', '.join(missing[:20])}")
-        if unexpected:
-            problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:20])}")
-        if mismatched:
-            problems.append(f"shape mismatch {len(mismatched)}: {'; '.join(mismatched[:20])}")
-        if problems:
-            raise ValueError(f"qformer weights {path} do not fit this Q-Former - " + " | ".join(problems))
+        hint = " (a file without projection: set load_projection: false)" if any(
+            k.startswith("proj.") for k in missing) else ""
+        misfit = weights_misfit(missing, unexpected, mismatched, missing_hint=hint)
+        if misfit:
+            raise ValueError(f"qformer weights {path} do not fit this Q-Former - {misfit}")
         self.load_state_dict(loaded, strict=False)

@@ -16,6 +16,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from rsforge.core.errors import weights_misfit
+
 SHARD_BYTES = 4 * 1024**3  # Hugging Face's default shard size for save_pretrained
 
 
@@ -101,15 +103,9 @@ def check_keys(path: Path, found: dict[str, str], shape_of: Callable[[str], tupl
     unexpected = [found[k] for k in found if k not in shapes]
     mismatched = [f"{found[k]} has shape {shape_of(found[k])} in the file, {what} has {shapes[k]}"
                   for k in found if k in shapes and shape_of(found[k]) != shapes[k]]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)}: {', '.join(missing[:8])}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}")
-    if mismatched:
-        problems.append(f"shape mismatch {len(mismatched)}: {'; '.join(mismatched[:8])}")
-    if problems:
-        raise ConversionError(f"{path} does not fit {what}: " + " | ".join(problems))
+    misfit = weights_misfit(missing, unexpected, mismatched, limit=8)
+    if misfit:
+        raise ConversionError(f"{path} does not fit {what}: {misfit}")
 
 
 def write_weights(directory: Path, tensors: Iterable[tuple[str, Callable[[], torch.Tensor]]],

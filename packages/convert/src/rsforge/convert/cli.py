@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 FORMATS = {
+    "lavis-eva": "LAVIS's bare eva_vit_g.pth: OUT becomes a vision-tower folder for an hf_vision encoder "
+                 "(the LAVIS blocks, no final norm, CLIP preprocessing)",
     "hf-instructblip": "a Hugging Face InstructBLIP folder (Vicuna or FlanT5), e.g. Salesforce/instructblip-vicuna-7b",
     "hf-blip2": "a Hugging Face BLIP-2 folder (OPT or FlanT5), e.g. Salesforce/blip2-opt-2.7b",
     "lavis": "a LAVIS BLIP-2 / InstructBLIP .pth (with --llm, its Hugging Face LLM folder; --vision eva_vit_g.pth "
@@ -34,6 +36,21 @@ def _parts_writer(args, src: Path):
     return lambda folder: hf_blip.convert(src, folder, args.format)
 
 
+def _convert_eva(args, src: Path) -> int:
+    import yaml
+
+    from rsforge.convert.lavis import EVA_G_DEPTH, convert_eva
+
+    for option in ("llm", "vision", "qformer_heads", "qformer_tokenizer"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option.replace('_', '-')}: not for --from lavis-eva (a bare EVA-ViT-g)")
+    encoder = convert_eva(src, Path(args.out).absolute(), heads=args.vision_heads,
+                          depth=args.vision_depth or EVA_G_DEPTH)
+    print(f"wrote {args.out}, the tower LAVIS runs; an rsforge encoder reads it as\n"
+          + yaml.safe_dump({"encoder": encoder}, sort_keys=False, default_flow_style=None))
+    return 0
+
+
 def _convert_command(args) -> int:
     from rsforge.convert.folder import write_model_folder
 
@@ -41,6 +58,8 @@ def _convert_command(args) -> int:
     if not src.exists():
         raise FileNotFoundError(f"{src}: not found")
     print(f"converting {src} ({args.format}) -> {args.out}")
+    if args.format == "lavis-eva":
+        return _convert_eva(args, src)
     out = write_model_folder(args.out, _parts_writer(args, src), name=args.name or src.stem, plugins=args.plugins)
     print(f"wrote {out}: RSForgeModel.from_pretrained('{out}') loads it, `rsforge serve {out}` serves it")
     return 0

@@ -27,6 +27,7 @@ import torch
 
 from rsforge.convert.checkpoint import Checkpoint, ConversionError, check_keys, expected_state, write_weights
 from rsforge.convert.hf_blip import PROMPT_TEMPLATE, TOKENIZER_FILES
+from rsforge.core.atomic import atomic_dir
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 PROJECTIONS = ("llm_proj", "t5_proj", "opt_proj")
@@ -107,13 +108,37 @@ def _vision_source(checkpoint: Checkpoint, vision: Path | None, depth: int) -> t
     if vision is None:
         raise ConversionError(f"{checkpoint.path}: no visual_encoder.* tensors (LAVIS saves only what trains when "
                               "the ViT is frozen); give the EVA-ViT-g weights with --vision eva_vit_g.pth")
-    base = Checkpoint(vision)
+    return _eva_file(checkpoint, Checkpoint(vision), depth), ""
+
+
+def _eva_file(checkpoint: Checkpoint, base: Checkpoint, depth: int) -> _Eva:
+    """eva_vit_g.pth as LAVIS runs it: create_eva_vit_g builds `depth` blocks and loads the file with
+    strict=False, so its 40th block is never run."""
     blocks = 1 + max((int(m.group(1)) for k in base.keys() if (m := _BLOCK.fullmatch(k))), default=-1)
     if blocks < depth:
-        raise ConversionError(f"{vision}: {blocks} EVA blocks, but LAVIS builds {depth} (--vision-depth)")
-    # create_eva_vit_g builds `depth` blocks and loads the file with strict=False: eva_vit_g.pth's 40th block
-    # is never run.
-    return _Eva(checkpoint, base, depth), ""
+        raise ConversionError(f"{base.path}: {blocks} EVA blocks, but LAVIS builds {depth} (--vision-depth)")
+    return _Eva(checkpoint, base, depth)
+
+
+def convert_eva(src: Path, out: Path, *, heads: int | None = None, depth: int = EVA_G_DEPTH) -> dict[str, Any]:
+    """LAVIS's bare `eva_vit_g.pth` -> `out`, a Blip2VisionModel folder with the image processor LAVIS uses,
+    for an `hf_vision` encoder; returns that encoder's recipe (`pretrained: out`)."""
+    from transformers import Blip2VisionModel
+
+    base = Checkpoint(src)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out}: exists and is not an empty folder; convert writes a new folder")
+    with atomic_dir(out) as tmp:
+        encoder = convert_vision(_eva_file(base, base, depth), "", tmp, heads)
+        for path in (tmp / "vision_model").iterdir():
+            path.rename(tmp / path.name)
+        (tmp / "vision_model").rmdir()
+        (tmp / "preprocessor_config.json").write_text(json.dumps(
+            {"image_processor_type": "BlipImageProcessor", "do_resize": True, "resample": 3, "do_normalize": True,
+             "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "do_rescale": True, "rescale_factor": 1 / 255,
+             "size": {"height": encoder["image_size"], "width": encoder["image_size"]}}, indent=2))
+        Blip2VisionModel.from_pretrained(tmp)  # the folder loads as the class it claims to be
+    return {**encoder, "pretrained": str(out)}
 
 
 def convert_vision(source: Checkpoint, prefix: str, out: Path, heads: int | None) -> dict[str, Any]:

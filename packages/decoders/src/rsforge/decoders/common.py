@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from rsforge.decoders.configs import DEFAULT_TEMPLATE, WORD_LEVEL, _LanguageModelConfig
 from rsforge.decoders.word_level import SPECIALS, TEMPLATE_WORDS, build_tokenizer
@@ -45,6 +45,32 @@ def word_vocab_size(config: _LanguageModelConfig, tokenizer, requested: int | No
             f"decoder.config.vocab_size={requested} is smaller than the word-level vocabulary ({len(tokenizer)} words)"
         )
     return requested
+
+
+def build_lm(config: _LanguageModelConfig, tokenizer, auto_model, *, example: str, word_ids: dict[str, int]
+             ) -> nn.Module:
+    """The LM from `pretrained` (weights), or from its config alone on the meta device (shapes only), or
+    randomly initialised from `config`; a word-level tokenizer sets the vocabulary size and `word_ids`
+    (special token ids the architecture needs: bos/eos/pad, T5's decoder start)."""
+    on_meta = torch.get_default_device().type == "meta"
+    if config.pretrained is not None and not on_meta:
+        return auto_model.from_pretrained(config.pretrained, **pretrained_kwargs(config))
+    if config.pretrained is not None:  # shape check only: no weights are read
+        lm_config = AutoConfig.from_pretrained(config.pretrained)
+    else:
+        options = dict(config.config)
+        model_type = options.pop("model_type", None)
+        if model_type is None:
+            raise ValueError(f"decoder.config.model_type: missing (e.g. {example})")
+        requested_vocab = options.pop("vocab_size", None)
+        lm_config = AutoConfig.for_model(model_type, **options)
+        if config.tokenizer == WORD_LEVEL:
+            lm_config.vocab_size = word_vocab_size(config, tokenizer, requested_vocab)
+            for name, value in word_ids.items():
+                setattr(lm_config, name, value)
+        elif requested_vocab is not None:
+            lm_config.vocab_size = requested_vocab
+    return auto_model.from_config(lm_config, dtype=DTYPES[config.dtype])
 
 
 def pretrained_kwargs(config: _LanguageModelConfig) -> dict:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM
 
 from rsforge.core.interfaces import Decoder, Generation, GenerationOptions, OnTokens
 from rsforge.core.sample import Turn
 from rsforge.decoders import common
 from rsforge.decoders.chat import IGNORE, ChatFormat, Encoded
-from rsforge.decoders.configs import WORD_LEVEL, HFCausalLMConfig
+from rsforge.decoders.configs import HFCausalLMConfig
 from rsforge.decoders.generation import clear_generation_defaults, hf_generate
 
 __all__ = ["IGNORE", "HFCausalLM"]
@@ -45,27 +45,9 @@ class HFCausalLM(Decoder):
         self.chat = ChatFormat(self.tokenizer, common.chat_template(config, self.tokenizer))
 
     def _build_lm(self, config: HFCausalLMConfig) -> nn.Module:
-        dtype = common.DTYPES[config.dtype]
-        on_meta = torch.get_default_device().type == "meta"
-        if config.pretrained is not None and not on_meta:
-            return AutoModelForCausalLM.from_pretrained(config.pretrained, **common.pretrained_kwargs(config))
-        if config.pretrained is not None:  # shape check only: no weights are read
-            lm_config = AutoConfig.from_pretrained(config.pretrained)
-        else:
-            options = dict(config.config)
-            model_type = options.pop("model_type", None)
-            if model_type is None:
-                raise ValueError("decoder.config.model_type: missing (e.g. 'llama', 'gpt2', 'qwen2')")
-            requested_vocab = options.pop("vocab_size", None)
-            lm_config = AutoConfig.for_model(model_type, **options)
-            if config.tokenizer == WORD_LEVEL:
-                lm_config.vocab_size = common.word_vocab_size(config, self.tokenizer, requested_vocab)
-                lm_config.bos_token_id = self.tokenizer.bos_token_id
-                lm_config.eos_token_id = self.tokenizer.eos_token_id
-                lm_config.pad_token_id = self.tokenizer.pad_token_id
-            elif requested_vocab is not None:
-                lm_config.vocab_size = requested_vocab
-        return AutoModelForCausalLM.from_config(lm_config, dtype=dtype)
+        tok = self.tokenizer
+        return common.build_lm(config, tok, AutoModelForCausalLM, example="'llama', 'gpt2', 'qwen2'", word_ids={
+            "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id})
 
     @property
     def dtype(self) -> torch.dtype:

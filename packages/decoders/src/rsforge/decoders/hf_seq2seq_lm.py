@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSeq2SeqLM
+from transformers import AutoModelForSeq2SeqLM
 
 from rsforge.core.interfaces import Decoder, Generation, GenerationOptions, OnTokens
 from rsforge.core.sample import Turn
 from rsforge.decoders import common
 from rsforge.decoders.chat import IGNORE, IMAGE, ROLE_PREFIX, ChatFormat
-from rsforge.decoders.configs import WORD_LEVEL, HFSeq2SeqLMConfig
+from rsforge.decoders.configs import HFSeq2SeqLMConfig
 from rsforge.decoders.generation import clear_generation_defaults, hf_generate
 
 __all__ = ["HFSeq2SeqLM"]
@@ -80,27 +80,12 @@ class HFSeq2SeqLM(Decoder):
         self.chat = ChatFormat(self.tokenizer, common.chat_template(config, self.tokenizer))
 
     def _build_lm(self, config: HFSeq2SeqLMConfig) -> nn.Module:
-        dtype = common.DTYPES[config.dtype]
-        on_meta = torch.get_default_device().type == "meta"
-        if config.pretrained is not None and not on_meta:
-            return AutoModelForSeq2SeqLM.from_pretrained(config.pretrained, **common.pretrained_kwargs(config))
-        if config.pretrained is not None:  # shape check only: no weights are read
-            lm_config = AutoConfig.from_pretrained(config.pretrained)
-        else:
-            options = dict(config.config)
-            model_type = options.pop("model_type", None)
-            if model_type is None:
-                raise ValueError("decoder.config.model_type: missing (e.g. 't5')")
-            requested_vocab = options.pop("vocab_size", None)
-            lm_config = AutoConfig.for_model(model_type, **options)
-            if config.tokenizer == WORD_LEVEL:
-                lm_config.vocab_size = common.word_vocab_size(config, self.tokenizer, requested_vocab)
-                lm_config.eos_token_id = self.tokenizer.eos_token_id
-                lm_config.pad_token_id = self.tokenizer.pad_token_id
-                lm_config.decoder_start_token_id = self.tokenizer.pad_token_id  # T5 starts decoding at pad
-            elif requested_vocab is not None:
-                lm_config.vocab_size = requested_vocab
-        lm = AutoModelForSeq2SeqLM.from_config(lm_config, dtype=dtype)
+        tok = self.tokenizer
+        # T5 starts decoding at pad.
+        lm = common.build_lm(config, tok, AutoModelForSeq2SeqLM, example="'t5'", word_ids={
+            "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+            "decoder_start_token_id": tok.pad_token_id})
+        lm_config = lm.config
         if getattr(lm_config, "scale_decoder_outputs", True) is False:
             untie_output_embeddings(lm)
         return lm

@@ -251,20 +251,28 @@ class Trainer:
     # ---- checkpoints ----------------------------------------------------------------------------
 
     def save(self, ddp, optimizer, scheduler, position: dict, history: list[dict], metrics: dict) -> None:
+        # Every rank's generators go to rank 0, which alone writes the checkpoint: it is whole the moment
+        # rank 0's report lands, however late another worker's files would have arrived before it died.
+        states = [None] * self.world
+        if self.world > 1:
+            torch.distributed.all_gather_object(states, rng_state())
+        else:
+            states = [rng_state()]
+        if self.rank != 0:
+            ray.train.report(metrics)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp)
-            if self.rank == 0:
-                self.model.save_pretrained(directory / MODEL_DIR)
-                state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "position": position}
-                if self.scaler is not None:
-                    state["scaler"] = self.scaler.state_dict()
-                if self.rewards is not None:  # running reward statistics normalise the next rewards
-                    state["rewards"] = self.rewards.state_dict()
-                torch.save(state, directory / STATE_FILE)
-                (directory / HISTORY_FILE).write_text(json.dumps(history))
-            torch.save(rng_state(), directory / rng_file(self.rank))
-            # One directory name for every worker: Ray merges the workers' files into one checkpoint.
+            self.model.save_pretrained(directory / MODEL_DIR)
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "position": position}
+            if self.scaler is not None:
+                state["scaler"] = self.scaler.state_dict()
+            if self.rewards is not None:  # running reward statistics normalise the next rewards
+                state["rewards"] = self.rewards.state_dict()
+            torch.save(state, directory / STATE_FILE)
+            (directory / HISTORY_FILE).write_text(json.dumps(history))
+            for rank, generators in enumerate(states):
+                torch.save(generators, directory / rng_file(rank))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
                              checkpoint_dir_name=f"checkpoint_{position['step']:07d}")
 
