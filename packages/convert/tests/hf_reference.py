@@ -41,9 +41,10 @@ TEXT = {
 QFORMER_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
 
 
-def build_reference(folder: Path, fmt: str, text: str, seed: int = 0):
+def build_reference(folder: Path, fmt: str, text: str, seed: int = 0, max_shard_size: str = "5GB"):
     """A random tiny model of `fmt` ('hf-instructblip' / 'hf-blip2') with the `text` LM, saved in `folder`
-    as the hub folders are laid out; returns the model (eval mode)."""
+    as the hub folders are laid out (in shards of `max_shard_size`, as the 7B releases are); returns the
+    model (eval mode)."""
     torch.manual_seed(seed)
     text_config = {**TEXT[text], "vocab_size": VOCAB_SIZE, "pad_token_id": PAD, "bos_token_id": BOS,
                    "eos_token_id": EOS}
@@ -61,7 +62,7 @@ def build_reference(folder: Path, fmt: str, text: str, seed: int = 0):
             if name.endswith("bias") or "norm" in name.lower():
                 param.add_(torch.randn_like(param) * 0.1)
     model.eval()
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, max_shard_size=max_shard_size)
     build_tokenizer(LM_VOCAB).save_pretrained(folder)
     BlipImageProcessor(size={"height": 32, "width": 32}, image_mean=MEAN, image_std=STD,
                        resample=3).save_pretrained(folder)

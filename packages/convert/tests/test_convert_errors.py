@@ -89,3 +89,23 @@ def test_refuses_a_folder_with_files(released, tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert main(["convert", "--from", "hf-instructblip", str(released), str(out)]) != 0
     assert (out / "notes.txt").read_text() == "mine" and "not an empty folder" in capsys.readouterr().err
+
+
+def test_sharded_release_and_sharded_output(tmp_path, monkeypatch):
+    """A release in several safetensors shards (with its index) converts, and parts larger than a shard are
+    written as `model-0000N-of-0000M.safetensors` + index, which `from_pretrained` reads back exactly."""
+    import torch
+
+    from rsforge.convert import checkpoint
+    from rsforge.core.model import RSForgeModel
+
+    reference = build_reference(tmp_path / "src", "hf-instructblip", "llama", max_shard_size="40KB")
+    assert len(list((tmp_path / "src").glob("model-*.safetensors"))) > 1
+    monkeypatch.setattr(checkpoint, "SHARD_BYTES", 30_000)
+    assert main(["convert", "--from", "hf-instructblip", str(tmp_path / "src"), str(tmp_path / "out")]) == 0
+    lm = tmp_path / "out" / "language_model"
+    assert (lm / "model.safetensors.index.json").is_file() and len(list(lm.glob("model-*-of-*.safetensors"))) > 1
+    model = RSForgeModel.from_pretrained(tmp_path / "out")
+    ours = dict(model.decoder.lm.named_parameters())
+    for name, param in reference.language_model.named_parameters():
+        assert torch.equal(ours[name], param), name

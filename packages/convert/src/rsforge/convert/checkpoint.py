@@ -109,25 +109,26 @@ def check_keys(path: Path, found: dict[str, str], shape_of: Callable[[str], tupl
 
 
 def write_weights(directory: Path, tensors: Iterable[tuple[str, Callable[[], torch.Tensor]]],
-                  name: str = "model") -> None:
-    """Write `name.safetensors`, or shards of at most SHARD_BYTES with `name.safetensors.index.json` (the
-    layout `from_pretrained` reads). Tensors are fetched lazily and each shard is written once full."""
-    shard: dict[str, torch.Tensor] = {}
+                  name: str = "model", *, shard: bool = True) -> None:
+    """Write `name.safetensors`, or (`shard`) shards of at most SHARD_BYTES with `name.safetensors.index.json`
+    (the layout `from_pretrained` reads). Tensors are fetched lazily and each shard is written once full.
+    A bridge's weights (`shard=False`) stay one file, which its recipe names."""
+    current: dict[str, torch.Tensor] = {}
     size, files, weight_map = 0, [], {}
 
     def flush() -> None:
         files.append(directory / f".{name}-shard{len(files)}.safetensors")
-        save_file(shard, str(files[-1]), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(shard, len(files) - 1))
-        shard.clear()
+        save_file(current, str(files[-1]), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(current, len(files) - 1))
+        current.clear()
 
     for key, fetch in tensors:
         tensor = fetch().contiguous()
         nbytes = tensor.numel() * tensor.element_size()
-        if shard and size + nbytes > SHARD_BYTES:
+        if shard and current and size + nbytes > SHARD_BYTES:
             flush()
             size = 0
-        shard[key] = tensor
+        current[key] = tensor
         size += nbytes
     flush()
     if len(files) == 1:

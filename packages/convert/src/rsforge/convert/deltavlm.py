@@ -95,9 +95,10 @@ def convert(src: Path, out: Path, *, llm: Path | None, vision: Path | None = Non
     qformer["norm_memory"] = False  # generate: encoder_hidden_states=image_embeds, the context3 outputs as they are
     qformer["instruction"] = "dialogue"  # its dataset.py: the history's q/a pairs, then the question
     encoder = convert_vision(eva, "", out, vision_heads)
-    write_weights(out, [(k, lambda k=k: checkpoint.get(k)) for k in csrm_keys], name="difference_perception")
+    write_weights(out, [(k, lambda k=k: checkpoint.get(k)) for k in csrm_keys], name="difference_perception",
+                  shard=False)
     write_weights(out, [(k, lambda k=k: checkpoint.get(k)) for k in qformer_keys if not k.startswith("Qformer.cls.")],
-                  name="qformer")
+                  name="qformer", shard=False)
     difference = {"name": "difference_perception", "norm_input": True, "dropout": 0.5,
                   "weights": "${recipe_dir}/difference_perception.safetensors"}
     decoder = _copy_llm(llm, out, "llm_proj", checkpoint.shape("llm_proj.weight")[0])

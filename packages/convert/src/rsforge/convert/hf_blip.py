@@ -108,7 +108,7 @@ def convert(src: Path, out: Path, fmt: str) -> dict[str, Any]:
     write_weights(out / "vision_model", part("vision_model.", strip=True))
     (out / "vision_model" / "preprocessor_config.json").write_bytes((src / "preprocessor_config.json").read_bytes())
     write_weights(out, part("query_tokens", False) + part("qformer.", False) + part("language_projection.", False),
-                  name="qformer")
+                  name="qformer", shard=False)
     _save_config(config.text_config, out / "language_model")
     write_weights(out / "language_model", part("language_model.", strip=True))
     _copy_tokenizer(src, out / "language_model", "language model")

@@ -283,6 +283,6 @@ def convert(src: Path, out: Path, *, llm: Path | None, vision: Path | None = Non
     encoder = convert_vision(*_vision_source(checkpoint, vision, vision_depth), out, vision_heads)
     # LAVIS's own key layout: the qformer bridge reads it (Qformer.bert.*, ln_vision.*, *_proj.*).
     write_weights(out, [(k, lambda k=k: checkpoint.get(k)) for k in bridge_keys
-                        if not k.startswith("Qformer.cls.")], name="qformer")
+                        if not k.startswith("Qformer.cls.")], name="qformer", shard=False)
     decoder = _copy_llm(llm, out, projection, checkpoint.shape(f"{projection}.weight")[0])
     return {"encoder": encoder, "bridges": [bridge], "decoder": decoder}
