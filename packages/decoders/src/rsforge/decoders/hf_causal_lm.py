@@ -8,50 +8,29 @@ position; decoding is `transformers`' `generate(inputs_embeds=...)` (see `rsforg
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM
 
-from rsforge.core.interfaces import Decoder, Generation, GenerationOptions, OnTokens
+from rsforge.core.interfaces import Generation, GenerationOptions, OnTokens
 from rsforge.core.sample import Turn
 from rsforge.decoders import common
-from rsforge.decoders.chat import IGNORE, ChatFormat, Encoded
+from rsforge.decoders.chat import IGNORE, Encoded
 from rsforge.decoders.configs import HFCausalLMConfig
-from rsforge.decoders.generation import clear_generation_defaults, hf_generate
+from rsforge.decoders.generation import hf_generate
+from rsforge.decoders.hf_language_model import HFLanguageModel
 
 __all__ = ["IGNORE", "HFCausalLM"]
 
 
-class HFCausalLM(Decoder):
-    streams = True
-    scores_continuations = True
-
-    def __init__(self, config: HFCausalLMConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.tokenizer = common.load_tokenizer(config)
-        lm = self._build_lm(config)
-        self.stop_ids = common.stop_token_ids(lm, self.tokenizer)
-        clear_generation_defaults(lm)  # decoding follows GenerationOptions only
-        self.lm = common.set_training_mode(lm, config)
-        # The base weights come back from `pretrained` on reload; only what trains is saved.
-        self.weights_from_source = config.pretrained is not None
-        self.hidden_size = lm.config.hidden_size
-        self.max_context = getattr(lm.config, "max_position_embeddings", 2048)
-        self.eos_id = self.tokenizer.eos_token_id
-        self.pad_id = self.tokenizer.pad_token_id
-        self.chat = ChatFormat(self.tokenizer, common.chat_template(config, self.tokenizer))
-
+class HFCausalLM(HFLanguageModel):
     def _build_lm(self, config: HFCausalLMConfig) -> nn.Module:
         tok = self.tokenizer
         return common.build_lm(config, tok, AutoModelForCausalLM, example="'llama', 'gpt2', 'qwen2'", word_ids={
             "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id})
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.lm.get_input_embeddings().weight.dtype
+    def _context(self, lm: nn.Module) -> int:
+        return getattr(lm.config, "max_position_embeddings", 2048)
 
     def encode_conversation(self, conversation: list[Turn], *, generation_prompt: bool) -> tuple[list[int], list[int]]:
         """Token ids and labels (assistant tokens only) of one conversation, without the visual tokens."""
@@ -116,7 +95,3 @@ class HFCausalLM(Decoder):
                          position_ids=positions).logits
         width = embeds.shape[1]
         return logits[:, width - 1 : width - 1 + token_ids.shape[1]]
-
-    def export_adapter(self, directory: str | Path) -> Path:
-        """Write the LoRA adapters as a standard peft folder (loadable with `PeftModel.from_pretrained`)."""
-        return common.export_adapter(self.lm, directory)

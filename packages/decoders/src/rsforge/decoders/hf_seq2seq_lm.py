@@ -16,18 +16,17 @@ every row at the same decoder start token, so no side needs left padding to deco
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM
 
-from rsforge.core.interfaces import Decoder, Generation, GenerationOptions, OnTokens
+from rsforge.core.interfaces import Generation, GenerationOptions, OnTokens
 from rsforge.core.sample import Turn
 from rsforge.decoders import common
-from rsforge.decoders.chat import IGNORE, IMAGE, ROLE_PREFIX, ChatFormat
+from rsforge.decoders.chat import IGNORE, IMAGE, ROLE_PREFIX
 from rsforge.decoders.configs import HFSeq2SeqLMConfig
-from rsforge.decoders.generation import clear_generation_defaults, hf_generate
+from rsforge.decoders.generation import hf_generate
+from rsforge.decoders.hf_language_model import HFLanguageModel
 
 __all__ = ["HFSeq2SeqLM"]
 
@@ -57,27 +56,12 @@ def untie_output_embeddings(lm: nn.Module) -> None:
         lm.all_tied_weights_keys.pop("lm_head.weight", None)  # so no later `tie_weights` ties it again
 
 
-class HFSeq2SeqLM(Decoder):
-    streams = True
-    scores_continuations = True
+class HFSeq2SeqLM(HFLanguageModel):
+    peft_task = "SEQ_2_SEQ_LM"  # so the exported adapter loads with AutoPeftModelForSeq2SeqLM
 
     def __init__(self, config: HFSeq2SeqLMConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.tokenizer = common.load_tokenizer(config)
-        lm = self._build_lm(config)
-        self.stop_ids = common.stop_token_ids(lm, self.tokenizer)
-        clear_generation_defaults(lm)  # decoding follows GenerationOptions only
-        self.start_id = lm.config.decoder_start_token_id
-        self.lm = common.set_training_mode(lm, config, task_type="SEQ_2_SEQ_LM")
-        # The base weights come back from `pretrained` on reload; only what trains is saved.
-        self.weights_from_source = config.pretrained is not None
-        self.hidden_size = lm.config.hidden_size
-        limit = self.tokenizer.model_max_length  # unset: transformers' placeholder 1e30, not a context
-        self.max_context = int(limit) if limit and limit < 1e9 else DEFAULT_CONTEXT
-        self.eos_id = self.tokenizer.eos_token_id
-        self.pad_id = self.tokenizer.pad_token_id
-        self.chat = ChatFormat(self.tokenizer, common.chat_template(config, self.tokenizer))
+        super().__init__(config)
+        self.start_id = self.lm.config.decoder_start_token_id
 
     def _build_lm(self, config: HFSeq2SeqLMConfig) -> nn.Module:
         tok = self.tokenizer
@@ -85,14 +69,13 @@ class HFSeq2SeqLM(Decoder):
         lm = common.build_lm(config, tok, AutoModelForSeq2SeqLM, example="'t5'", word_ids={
             "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
             "decoder_start_token_id": tok.pad_token_id})
-        lm_config = lm.config
-        if getattr(lm_config, "scale_decoder_outputs", True) is False:
+        if getattr(lm.config, "scale_decoder_outputs", True) is False:
             untie_output_embeddings(lm)
         return lm
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.lm.get_input_embeddings().weight.dtype
+    def _context(self, lm: nn.Module) -> int:
+        limit = self.tokenizer.model_max_length  # unset: transformers' placeholder 1e30, not a context
+        return int(limit) if limit and limit < 1e9 else DEFAULT_CONTEXT
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -164,7 +147,3 @@ class HFSeq2SeqLM(Decoder):
         start = token_ids.new_full((token_ids.shape[0], 1), self.start_id)
         decoder_ids = torch.cat([start, token_ids[:, :-1]], dim=1)
         return self.lm(**self.encoder_inputs(visual, prompts), decoder_input_ids=decoder_ids).logits
-
-    def export_adapter(self, directory: str | Path) -> Path:
-        """Write the LoRA adapters as a standard peft folder (loadable with `AutoPeftModelForSeq2SeqLM`)."""
-        return common.export_adapter(self.lm, directory)
