@@ -1,19 +1,15 @@
 """HFSeq2SeqLM (T5 through `transformers`' seq2seq classes) against `transformers` itself: the encoder
 input built by hand from the tokenizer (visual tokens, then the prompt's ids and eos), the loss, greedy,
-sampled and beam decoding, continuation logits, LoRA and a local pretrained directory."""
+sampled and beam decoding, continuation logits, LoRA and a local pretrained directory (a LoRA T5 saved and
+reloaded: test_pretrained_lora.py)."""
 
 import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import T5Config, T5ForConditionalGeneration
 
-from rsforge.core.batch import Batch
 from rsforge.core.interfaces import GenerationOptions
-from rsforge.core.model import WEIGHTS_FILE, RSForgeModel
-from rsforge.core.plugins import PluginManager
-from rsforge.core.recipe import parse_recipe
 from rsforge.core.sample import Turn
 from rsforge.decoders import common
 from rsforge.decoders.configs import HFSeq2SeqLMConfig
@@ -229,29 +225,3 @@ def test_untied_output_embeddings_as_flan_t5_has_them():
     assert sum(p.numel() for p in untied.parameters()) == sum(p.numel() for p in tied.parameters()) + 32 * len(
         tied.tokenizer)
     assert not untied.lm.config.scale_decoder_outputs  # T5 v1.1: no d_model ** -0.5 on the decoder output
-
-
-def test_a_lora_model_saves_only_adapters_and_reloads_exactly(tmp_path):
-    save_t5(tmp_path / "t5")
-    plugins = PluginManager()
-    raw = {"name": "lora-t5", "encoder": {"name": "timm", "model_name": "vit_tiny_patch16_224", "image_size": 32,
-                                         "model_kwargs": {"patch_size": 8, "embed_dim": 32, "depth": 1,
-                                                          "num_heads": 2}},
-           "bridges": [{"name": "mlp_projector"}],
-           "decoder": {"name": "hf_seq2seq_lm", "pretrained": str(tmp_path / "t5"), "lora": {"r": 4, "alpha": 8}}}
-    torch.manual_seed(0)
-    model = RSForgeModel.from_recipe(parse_recipe(raw, plugins.registry), plugins)
-    for name, p in model.decoder.named_parameters():
-        if "lora_B" in name:  # peft starts B at zero; make the adapters matter
-            torch.nn.init.normal_(p, std=0.5)
-    model.eval()
-    images = torch.rand(2, 1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    convs = [[Turn("user", "describe the changes"), Turn("assistant", "a new building")]] * 2
-    loss = model(Batch(images, convs)).total
-    out = model.generate(images, [c[:1] for c in convs], max_new_tokens=4)
-    model.save_pretrained(tmp_path / "saved")
-    decoder_keys = [k for k in load_file(str(tmp_path / "saved" / WEIGHTS_FILE)) if k.startswith("decoder.")]
-    assert decoder_keys and all("lora_" in k for k in decoder_keys)
-    again = RSForgeModel.from_pretrained(tmp_path / "saved")
-    assert torch.equal(again(Batch(images, convs)).total, loss)
-    assert torch.equal(again.generate(images, [c[:1] for c in convs], max_new_tokens=4).token_ids, out.token_ids)

@@ -1,11 +1,11 @@
-"""Local pretrained LMs of four families, LoRA through peft, and what `save_pretrained` keeps of them."""
+"""Local pretrained LMs of four causal families and T5, LoRA through peft, and what `save_pretrained` keeps of them."""
 
 import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from rsforge.core.batch import Batch
 from rsforge.core.model import WEIGHTS_FILE, RSForgeModel
@@ -23,24 +23,30 @@ FAMILIES = {
     "mistral": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                 "num_key_value_heads": 1, "max_position_embeddings": 64, "head_dim": 16},
     "gpt2": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 64},
+    "t5": {"d_model": 32, "d_ff": 64, "num_layers": 1, "num_decoder_layers": 1, "num_heads": 2, "d_kv": 16},
 }
+SEQ2SEQ = {"t5"}
 
 
 def _save_lm(tmp_path, family: str) -> str:
     tok = build_tokenizer(build_vocab(CORPUS))
-    config = AutoConfig.for_model(family, vocab_size=len(tok), eos_token_id=tok.eos_token_id,
-                                  bos_token_id=tok.bos_token_id, **FAMILIES[family])
+    ids = {"decoder_start_token_id": tok.pad_token_id, "pad_token_id": tok.pad_token_id} if family in SEQ2SEQ \
+        else {"bos_token_id": tok.bos_token_id}
+    config = AutoConfig.for_model(family, vocab_size=len(tok), eos_token_id=tok.eos_token_id, **ids,
+                                  **FAMILIES[family])
     torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / family)
+    auto = AutoModelForSeq2SeqLM if family in SEQ2SEQ else AutoModelForCausalLM
+    auto.from_config(config).save_pretrained(tmp_path / family)
     tok.save_pretrained(tmp_path / family)
     return str(tmp_path / family)
 
 
-def _recipe(path: str, **decoder) -> dict:
+def _recipe(path: str, family: str = "llama", **decoder) -> dict:
+    name = "hf_seq2seq_lm" if family in SEQ2SEQ else "hf_causal_lm"
     return {"name": "lora", "encoder": {"name": "timm", "model_name": "vit_tiny_patch16_224", "image_size": 32,
                                         "model_kwargs": {"patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}},
             "bridges": [{"name": "mlp_projector"}],
-            "decoder": {"name": "hf_causal_lm", "pretrained": path, **decoder}}
+            "decoder": {"name": name, "pretrained": path, **decoder}}
 
 
 def _build(raw: dict) -> RSForgeModel:
@@ -53,7 +59,7 @@ def _build(raw: dict) -> RSForgeModel:
 def test_lora_saves_only_adapters_and_reloads_exactly(tmp_path, family):
     path = _save_lm(tmp_path, family)
     torch.manual_seed(0)
-    model = _build(_recipe(path, lora={"r": 4, "alpha": 8}))
+    model = _build(_recipe(path, family, lora={"r": 4, "alpha": 8}))
     assert model.decoder.weights_from_source
     for name, p in model.decoder.named_parameters():
         assert p.requires_grad == ("lora_" in name), name
