@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from rsforge.bridges.configs import DifferencePerceptionConfig
+from rsforge.bridges.weights import read_part
 from rsforge.core.errors import weights_misfit
 from rsforge.core.interfaces import Bridge, VisualFeatures
 
@@ -77,28 +78,14 @@ class DifferencePerception(Bridge):
     def load_weights(self, path: str | Path) -> None:
         """Load released IDPM/CSRM weights (DeltaVLM's or this bridge's names, see the module docstring) from
         safetensors; errors name every missing, unexpected and mis-shaped tensor."""
-        from safetensors import safe_open
-
-        path = Path(path)
-        files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
-        if not files or not all(f.is_file() for f in files):
-            raise FileNotFoundError(f"difference_perception weights: no safetensors file at {path}")
         own = self.state_dict()
-        loaded: dict[str, torch.Tensor] = {}
-        unexpected, mismatched = [], []
-        for file in files:
-            with safe_open(str(file), framework="pt") as f:
-                for key in f.keys():  # safe_open has keys(), no __iter__
-                    name = _bridge_key(key)
-                    if name is None or (name.startswith("norm.") and not isinstance(self.norm, nn.LayerNorm)):
-                        continue  # outside this part (ViT, Q-Former, LLM), or ln_vision with norm_input false
-                    if name not in own:
-                        unexpected.append(key)
-                        continue
-                    tensor = f.get_tensor(key)
-                    if tensor.shape != own[name].shape:
-                        mismatched.append(f"{key}: {tuple(tensor.shape)} in file, {tuple(own[name].shape)} here")
-                    loaded[name] = tensor
+
+        def rename(key: str) -> str | None:  # None: outside this part, or ln_vision with norm_input false
+            name = _bridge_key(key)
+            skip = name is None or (name.startswith("norm.") and not isinstance(self.norm, nn.LayerNorm))
+            return None if skip else name
+
+        loaded, unexpected, mismatched = read_part(path, own, rename, what="difference_perception")
         misfit = weights_misfit([k for k in own if k not in loaded], unexpected, mismatched)
         if misfit:
             raise ValueError(f"difference_perception weights {path} do not fit this bridge - {misfit}")

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from rsforge.bridges.configs import QFormerConfig
+from rsforge.bridges.weights import read_part
 from rsforge.core.errors import weights_misfit
 from rsforge.core.interfaces import Bridge, VisualFeatures
 from rsforge.core.text import hashed_word_ids
@@ -148,30 +149,15 @@ class QFormer(Bridge):
     def load_weights(self, path: str | Path) -> None:
         """Load a released Q-Former (HF or LAVIS key layout, see the module docstring) from safetensors;
         errors name every missing, unexpected and mis-shaped tensor."""
-        from safetensors import safe_open
-
-        path = Path(path)
-        files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
-        if not files or not all(f.is_file() for f in files):
-            raise FileNotFoundError(f"qformer weights: no safetensors file at {path}")
         own = self.state_dict()
         wanted = ("query_tokens", "qformer.") + (("proj.",) if self.config.load_projection else ()) + (
             ("memory_norm.",) if self.config.norm_memory else ())
-        loaded: dict[str, torch.Tensor] = {}
-        unexpected, mismatched = [], []
-        for file in files:
-            with safe_open(str(file), framework="pt") as f:
-                for key in f.keys():  # safe_open has keys(), no __iter__
-                    name = _bridge_key(key)
-                    if name is None or not name.startswith(wanted):
-                        continue  # outside the Q-Former part (ViT, LLM, ...)
-                    if name not in own:
-                        unexpected.append(key)
-                        continue
-                    tensor = f.get_tensor(key)  # read only the tensors kept: a full checkpoint is many GB
-                    if tensor.shape != own[name].shape:
-                        mismatched.append(f"{key}: {tuple(tensor.shape)} in file, {tuple(own[name].shape)} here")
-                    loaded[name] = tensor
+
+        def rename(key: str) -> str | None:  # None: outside the Q-Former part (ViT, LLM, ...)
+            name = _bridge_key(key)
+            return name if name is not None and name.startswith(wanted) else None
+
+        loaded, unexpected, mismatched = read_part(path, own, rename, what="qformer")
         text_free = "qformer.embeddings.word_embeddings.weight" not in loaded  # a BLIP-2 file
         missing = [k for k in own if k.startswith(wanted) and k not in loaded
                    and not (text_free and _TEXT_ONLY.match(k))]
