@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,30 +49,33 @@ def word_vocab_size(config: _LanguageModelConfig, tokenizer, requested: int | No
     return requested
 
 
-def build_lm(config: _LanguageModelConfig, tokenizer, auto_model, *, example: str, word_ids: dict[str, int]
-             ) -> nn.Module:
-    """The LM from `pretrained` (weights), or from its config alone on the meta device (shapes only), or
-    randomly initialised from `config`; a word-level tokenizer sets the vocabulary size and `word_ids`
-    (special token ids the architecture needs: bos/eos/pad, T5's decoder start)."""
+def build_lm(config: _LanguageModelConfig, auto_model, *, example: str,
+             word_level: Callable[[Any, dict], None]) -> nn.Module:
+    """The model from `pretrained` (weights), or from its config alone on the meta device (shapes only), or
+    randomly initialised from `config`; with a word-level tokenizer, `word_level(model config, options)` fits
+    the vocabulary size and special ids to it."""
     on_meta = torch.get_default_device().type == "meta"
     if config.pretrained is not None and not on_meta:
         return auto_model.from_pretrained(config.pretrained, **pretrained_kwargs(config))
     if config.pretrained is not None:  # shape check only: no weights are read
-        lm_config = AutoConfig.from_pretrained(config.pretrained)
+        model_config = AutoConfig.from_pretrained(config.pretrained)
     else:
         options = dict(config.config)
         model_type = options.pop("model_type", None)
         if model_type is None:
             raise ValueError(f"decoder.config.model_type: missing (e.g. {example})")
-        requested_vocab = options.pop("vocab_size", None)
-        lm_config = AutoConfig.for_model(model_type, **options)
+        model_config = AutoConfig.for_model(model_type, **options)
         if config.tokenizer == WORD_LEVEL:
-            lm_config.vocab_size = word_vocab_size(config, tokenizer, requested_vocab)
-            for name, value in word_ids.items():
-                setattr(lm_config, name, value)
-        elif requested_vocab is not None:
-            lm_config.vocab_size = requested_vocab
-    return auto_model.from_config(lm_config, dtype=DTYPES[config.dtype])
+            word_level(model_config, options)
+    return auto_model.from_config(model_config, dtype=DTYPES[config.dtype])
+
+
+def fit_word_level(model_config, config: _LanguageModelConfig, tokenizer, requested_vocab: int | None,
+                   **ids: int) -> None:
+    """A word-level tokenizer's vocabulary size (see `word_vocab_size`) and special ids on `model_config`."""
+    model_config.vocab_size = word_vocab_size(config, tokenizer, requested_vocab)
+    for name, value in ids.items():
+        setattr(model_config, name, value)
 
 
 def pretrained_kwargs(config: _LanguageModelConfig) -> dict:

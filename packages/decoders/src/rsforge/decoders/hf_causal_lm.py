@@ -26,8 +26,13 @@ __all__ = ["IGNORE", "HFCausalLM"]
 class HFCausalLM(HFLanguageModel):
     def _build_lm(self, config: HFCausalLMConfig) -> nn.Module:
         tok = self.tokenizer
-        return common.build_lm(config, tok, AutoModelForCausalLM, example="'llama', 'gpt2', 'qwen2'", word_ids={
-            "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id})
+
+        def word_level(lm_config, options: dict) -> None:
+            common.fit_word_level(lm_config, config, tok, options.get("vocab_size"), bos_token_id=tok.bos_token_id,
+                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+
+        return common.build_lm(config, AutoModelForCausalLM, example="'llama', 'gpt2', 'qwen2'",
+                               word_level=word_level)
 
     def _context(self, lm: nn.Module) -> int:
         return getattr(lm.config, "max_position_embeddings", 2048)

@@ -65,10 +65,12 @@ class HFSeq2SeqLM(HFLanguageModel):
 
     def _build_lm(self, config: HFSeq2SeqLMConfig) -> nn.Module:
         tok = self.tokenizer
-        # T5 starts decoding at pad.
-        lm = common.build_lm(config, tok, AutoModelForSeq2SeqLM, example="'t5'", word_ids={
-            "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
-            "decoder_start_token_id": tok.pad_token_id})
+
+        def word_level(lm_config, options: dict) -> None:  # T5 starts decoding at pad
+            common.fit_word_level(lm_config, config, tok, options.get("vocab_size"), eos_token_id=tok.eos_token_id,
+                                  pad_token_id=tok.pad_token_id, decoder_start_token_id=tok.pad_token_id)
+
+        lm = common.build_lm(config, AutoModelForSeq2SeqLM, example="'t5'", word_level=word_level)
         if getattr(lm.config, "scale_decoder_outputs", True) is False:
             untie_output_embeddings(lm)
         return lm

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText
+from transformers import AutoImageProcessor, AutoModelForImageTextToText
 
 from rsforge.core.interfaces import Decoder, Generation, GenerationOptions, OnTokens
 from rsforge.core.sample import Turn
 from rsforge.decoders import common
 from rsforge.decoders.chat import IGNORE, ChatFormat
-from rsforge.decoders.configs import WORD_LEVEL, HFVLMConfig
+from rsforge.decoders.configs import HFVLMConfig
 from rsforge.decoders.generation import clear_generation_defaults, hf_generate
 
 VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
@@ -55,28 +55,18 @@ class HFVLM(Decoder):
         self.chat = ChatFormat(self.tokenizer, common.chat_template(config, self.tokenizer))
 
     def _build(self, config: HFVLMConfig) -> nn.Module:
-        dtype = common.DTYPES[config.dtype]
-        if config.pretrained is not None and torch.get_default_device().type != "meta":
-            return AutoModelForImageTextToText.from_pretrained(config.pretrained, **common.pretrained_kwargs(config))
-        if config.pretrained is not None:  # shape check only: no weights are read
-            vlm_config = AutoConfig.from_pretrained(config.pretrained)
-        else:
-            options = dict(config.config)
-            model_type = options.pop("model_type", None)
-            if model_type is None:
-                raise ValueError("decoder.config.model_type: missing (e.g. 'qwen2_vl')")
-            vlm_config = AutoConfig.for_model(model_type, **options)
-            if config.tokenizer == WORD_LEVEL:
-                text = vlm_config.get_text_config()
-                text.vocab_size = common.word_vocab_size(config, self.tokenizer, options.get("text_config", {})
-                                                         .get("vocab_size"))
-                ids = self.tokenizer.convert_tokens_to_ids([VISION_START, IMAGE_PAD, VISION_END])
-                vlm_config.vision_start_token_id, vlm_config.image_token_id, vlm_config.vision_end_token_id = ids
-                for cfg in (vlm_config, text):
-                    cfg.bos_token_id = self.tokenizer.bos_token_id
-                    cfg.eos_token_id = self.tokenizer.eos_token_id
-                    cfg.pad_token_id = self.tokenizer.pad_token_id
-        return AutoModelForImageTextToText.from_config(vlm_config, dtype=dtype)
+        tok = self.tokenizer
+
+        def word_level(vlm_config, options: dict) -> None:  # the vocabulary lives in the text config
+            ids = tok.convert_tokens_to_ids([VISION_START, IMAGE_PAD, VISION_END])
+            vlm_config.vision_start_token_id, vlm_config.image_token_id, vlm_config.vision_end_token_id = ids
+            text = vlm_config.get_text_config()
+            common.fit_word_level(text, config, tok, options.get("text_config", {}).get("vocab_size"))
+            for cfg in (vlm_config, text):
+                cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = (tok.bos_token_id, tok.eos_token_id,
+                                                                        tok.pad_token_id)
+
+        return common.build_lm(config, AutoModelForImageTextToText, example="'qwen2_vl'", word_level=word_level)
 
     @staticmethod
     def _image_processor(config: HFVLMConfig, vision_config):
